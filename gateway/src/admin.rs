@@ -1,0 +1,125 @@
+//! The Admin API. In DB-less mode: node information, `/status`,
+//! `/status/ready`, and `POST /config` to load a declarative config.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::proxy::pool::Pools;
+use crate::proxy::Shared;
+use crate::snapshot::Snapshot;
+
+pub struct NodeInfo {
+    pub node_id: uuid::Uuid,
+    pub hostname: String,
+    /// A summary of the configuration safe to show (no secrets).
+    pub configuration: serde_json::Value,
+}
+
+#[derive(Clone)]
+pub struct AdminState {
+    pub shared: Arc<Shared>,
+    pub pools: Arc<Pools>,
+    pub node: Arc<NodeInfo>,
+}
+
+/// Largest declarative config `POST /config` accepts.
+const CONFIG_BODY_LIMIT: usize = 64 << 20;
+
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/", get(node_info))
+        .route("/status", get(status))
+        .route("/status/ready", get(ready))
+        .route("/config", post(load_config).layer(DefaultBodyLimit::max(CONFIG_BODY_LIMIT)))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn node_info(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "tagline": "Welcome to gateway",
+        "version": env!("CARGO_PKG_VERSION"),
+        "node_id": s.node.node_id,
+        "hostname": s.node.hostname,
+        "configuration": s.node.configuration,
+        "plugins": { "available_on_server": {}, "enabled_in_cluster": [] },
+    }))
+}
+
+async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    // DB-less: there is no database to lose.
+    let mut body = s.shared.status.to_json(true);
+    body["configuration_hash"] = json!(s.shared.snapshot.load().hash);
+    Json(body)
+}
+
+/// 200 when this node should get traffic; a load balancer health check.
+async fn ready(State(s): State<AdminState>) -> Response {
+    if s.shared.status.is_draining() {
+        return message(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    }
+    if !s.shared.snapshot.load().loaded {
+        return message(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no configuration available: set declarative_config or POST /config",
+        );
+    }
+    message(StatusCode::OK, "ready")
+}
+
+/// Kong's DB-less `POST /config`: replace the whole configuration.
+async fn load_config(State(s): State<AdminState>, body: Bytes) -> Response {
+    let text = match std::str::from_utf8(&body) {
+        Ok(t) => t,
+        Err(_) => return schema_error("the body is not UTF-8 text".into()),
+    };
+    let entities = match crate::declarative::parse(text) {
+        Ok(e) => e,
+        Err(e) => return schema_error(e.to_string()),
+    };
+    let pools = s.pools.clone();
+    let built = tokio::task::spawn_blocking(move || Snapshot::build(entities, &pools)).await;
+    match built {
+        Ok(Ok(snapshot)) => {
+            let body = json!({
+                "configuration_hash": snapshot.hash,
+                "services": snapshot.entities.services.len(),
+                "routes": snapshot.entities.routes.len(),
+                "upstreams": snapshot.entities.upstreams.len(),
+                "targets": snapshot.entities.targets.len(),
+            });
+            s.shared.snapshot.store(Arc::new(snapshot));
+            tracing::info!("configuration loaded through POST /config");
+            (StatusCode::CREATED, Json(body)).into_response()
+        }
+        Ok(Err(e)) => schema_error(e.to_string()),
+        Err(e) => {
+            tracing::error!("building the configuration failed: {e}");
+            message(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred")
+        }
+    }
+}
+
+fn schema_error(detail: String) -> Response {
+    let body = json!({
+        "code": 14,
+        "name": "invalid declarative configuration",
+        "message": format!("declarative config is invalid: {detail}"),
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+async fn not_found() -> Response {
+    message(StatusCode::NOT_FOUND, "Not found")
+}
+
+fn message(code: StatusCode, text: &str) -> Response {
+    (code, Json(json!({ "message": text }))).into_response()
+}

@@ -1,0 +1,17 @@
+//! A fast Kong-style API gateway: PROXY-protocol listeners, Kong routing and
+//! forwarding, `/status`, graceful drain.
+
+pub mod admin;
+pub mod cli;
+pub mod config;
+pub mod declarative;
+pub mod health;
+pub mod listener;
+pub mod model;
+pub mod node;
+pub mod proxy;
+pub mod proxy_protocol;
+pub mod router;
+pub mod snapshot;
+pub mod status;
+pub mod tls;

@@ -1,0 +1,241 @@
+//! Listeners: bind with Kong's flags, accept, read the PROXY header, do TLS,
+//! and hand the connection to hyper (HTTP/1.1, and HTTP/2 where flagged).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use socket2::{Domain, Socket, Type};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::config::Listen;
+use crate::model::Protocol;
+use crate::proxy::forwarded::ConnectionInfo;
+use crate::proxy::{self, Shared};
+use crate::proxy_protocol::{self, ProxyHeader, Rewind};
+use crate::status::Status;
+
+/// What a listener serves.
+#[derive(Clone)]
+pub enum App {
+    Proxy(Arc<Shared>),
+    Admin(axum::Router),
+}
+
+/// Everything an accept loop needs.
+#[derive(Clone)]
+pub struct Serving {
+    pub app: App,
+    pub listen: Listen,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub status: Arc<Status>,
+    pub proxy_protocol_timeout: Duration,
+    /// Flips to true when the node stops accepting and drains connections.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// How long a client may take over its TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds one socket, or `copies` sockets sharing the port with `reuseport`.
+pub fn bind(listen: &Listen, copies: usize) -> Result<Vec<TcpListener>, String> {
+    let copies = if listen.reuseport { copies.max(1) } else { 1 };
+    (0..copies).map(|_| bind_one(listen)).collect()
+}
+
+fn bind_one(listen: &Listen) -> Result<TcpListener, String> {
+    let fail = |what: &str, e: std::io::Error| format!("cannot {what} {}: {e}", listen.addr);
+    let addr = listen.addr;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
+        .map_err(|e| fail("open a socket for", e))?;
+    socket.set_reuse_address(true).map_err(|e| fail("set SO_REUSEADDR on", e))?;
+    if listen.reuseport {
+        socket.set_reuse_port(true).map_err(|e| fail("set SO_REUSEPORT on", e))?;
+    }
+    if addr.is_ipv6() {
+        let _ = socket.set_only_v6(true);
+    }
+    socket.set_tcp_nodelay(true).map_err(|e| fail("set TCP_NODELAY on", e))?;
+    socket.set_nonblocking(true).map_err(|e| fail("configure", e))?;
+    socket.bind(&addr.into()).map_err(|e| fail("listen on", e))?;
+    socket
+        .listen(listen.backlog.min(i32::MAX as u32) as i32)
+        .map_err(|e| fail("listen on", e))?;
+    TcpListener::from_std(socket.into()).map_err(|e| fail("register", e))
+}
+
+/// Accepts until shutdown; each connection runs in its own task.
+pub async fn accept_loop(listener: TcpListener, serving: Serving) {
+    let mut shutdown = serving.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let serving = serving.clone();
+                    tokio::spawn(async move { connection(stream, peer, serving).await });
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!(listener = %serving.listen.addr, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = stopped(&mut shutdown) => break,
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
+    let status = serving.status.clone();
+    let _conn = status.connection();
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(serving.listen.addr);
+    let reading = status.reading();
+    if serving.listen.proxy_protocol {
+        let mut stream = stream;
+        match proxy_protocol::read_header(&mut stream, serving.proxy_protocol_timeout).await {
+            Ok((header, rest)) => {
+                let io = Rewind::new(rest, stream);
+                tls_then_http(io, peer, local, Some(header), serving, reading).await
+            }
+            Err(e) => {
+                status.proxy_protocol_rejected(e.kind());
+                tracing::debug!(%peer, listener = %serving.listen.addr, "closing: PROXY protocol: {e}");
+            }
+        }
+    } else {
+        tls_then_http(stream, peer, local, None, serving, reading).await
+    }
+}
+
+async fn tls_then_http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    local: SocketAddr,
+    header: Option<ProxyHeader>,
+    serving: Serving,
+    reading: crate::status::ReadingGuard<'_>,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    match serving.tls.clone() {
+        None => {
+            drop(reading);
+            serving.status.handled();
+            http(io, peer, local, header, Protocol::Http, serving).await
+        }
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await;
+            drop(reading);
+            match tls {
+                Ok(Ok(tls)) => {
+                    serving.status.handled();
+                    http(tls, peer, local, header, Protocol::Https, serving).await
+                }
+                Ok(Err(e)) => {
+                    serving.status.tls_failed();
+                    tracing::debug!(%peer, "TLS handshake failed: {e}");
+                }
+                Err(_) => {
+                    serving.status.tls_failed();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                }
+            }
+        }
+    }
+}
+
+async fn http<IO>(
+    io: IO,
+    peer: SocketAddr,
+    local: SocketAddr,
+    header: Option<ProxyHeader>,
+    scheme: Protocol,
+    serving: Serving,
+) where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).keep_alive(true);
+    builder.http2().timer(TokioTimer::new());
+    if !serving.listen.http2 {
+        builder = builder.http1_only();
+    }
+    let io = TokioIo::new(io);
+    match serving.app {
+        App::Proxy(shared) => {
+            let info = Arc::new(ConnectionInfo::new(
+                scheme,
+                peer,
+                local,
+                header.as_ref(),
+                &shared.forwarding,
+            ));
+            let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                proxy::handle(shared.clone(), info.clone(), req)
+            });
+            let conn = builder.serve_connection(io, service).into_owned();
+            drive(conn, serving.shutdown, peer).await;
+        }
+        App::Admin(router) => {
+            let service = TowerToHyperService::new(router);
+            let conn = builder.serve_connection(io, service).into_owned();
+            drive(conn, serving.shutdown, peer).await;
+        }
+    }
+}
+
+/// Runs a connection to its end; on shutdown, lets in-flight requests finish.
+async fn drive<C>(conn: C, mut shutdown: watch::Receiver<bool>, peer: SocketAddr)
+where
+    C: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
+        + GracefulShutdown,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, "connection ended: {e}");
+            }
+            return;
+        }
+        () = stopped(&mut shutdown) => {}
+    }
+    conn.as_mut().begin_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, "connection ended while draining: {e}");
+    }
+}
+
+/// Resolves once the node stops accepting.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    // The guard wait_for returns is not Send: drop it here.
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// hyper-util's connections, seen through one trait.
+pub trait GracefulShutdown {
+    fn begin_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E, B> GracefulShutdown for auto::Connection<'static, I, S, E>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + 'static,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn begin_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}

@@ -1,0 +1,140 @@
+//! Entities in Kong's shapes: the one vocabulary shared by the declarative
+//! file, the database store and the Admin API.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Protocols a service or route may name. Only http and https are proxied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Http,
+    Https,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Https => "https",
+        }
+    }
+
+    pub fn default_port(self) -> u16 {
+        match self {
+            Protocol::Http => 80,
+            Protocol::Https => 443,
+        }
+    }
+}
+
+/// Kong's `path_handling`: how the route path and the service path are joined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathHandling {
+    #[default]
+    V0,
+    V1,
+}
+
+/// A reference to another entity, serialised as Kong does: `{"id": "..."}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ForeignKey {
+    pub id: Uuid,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub protocol: Protocol,
+    pub host: String,
+    pub port: u16,
+    pub path: Option<String>,
+    pub retries: u32,
+    pub connect_timeout: u32,
+    pub read_timeout: u32,
+    pub write_timeout: u32,
+    pub enabled: bool,
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Route {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub protocols: Vec<Protocol>,
+    pub methods: Vec<String>,
+    pub hosts: Vec<String>,
+    pub paths: Vec<String>,
+    pub headers: BTreeMap<String, Vec<String>>,
+    pub https_redirect_status_code: u16,
+    pub regex_priority: i64,
+    pub strip_path: bool,
+    pub path_handling: PathHandling,
+    pub preserve_host: bool,
+    pub request_buffering: bool,
+    pub response_buffering: bool,
+    pub service: Option<ForeignKey>,
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Upstream {
+    pub id: Uuid,
+    pub name: String,
+    pub algorithm: String,
+    pub slots: u32,
+    pub host_header: Option<String>,
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Target {
+    pub id: Uuid,
+    pub upstream: ForeignKey,
+    /// `host:port`; the port defaults to 8000 as in Kong.
+    pub target: String,
+    pub weight: u32,
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Everything a node needs to build its routing snapshot. Entities are kept in
+/// creation order, which breaks ties between routes of equal priority.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Entities {
+    pub services: Vec<Service>,
+    pub routes: Vec<Route>,
+    pub upstreams: Vec<Upstream>,
+    pub targets: Vec<Target>,
+}
+
+pub const DEFAULT_RETRIES: u32 = 5;
+pub const DEFAULT_TIMEOUT_MS: u32 = 60_000;
+pub const DEFAULT_TARGET_PORT: u16 = 8000;
+pub const DEFAULT_TARGET_WEIGHT: u32 = 100;
+pub const DEFAULT_UPSTREAM_SLOTS: u32 = 10_000;
+
+/// Namespace for ids derived from names, so that a declarative file without
+/// ids yields the same ids (and the same configuration hash) on every node.
+const ID_NAMESPACE: Uuid = Uuid::from_u128(0x6b6f_6e67_2d67_6174_6577_6179_2d69_6473);
+
+/// A stable id for an entity of `kind` known by `key` (its name, or its
+/// position in the file when it has none).
+pub fn derived_id(kind: &str, key: &str) -> Uuid {
+    let mut seed = String::with_capacity(kind.len() + key.len() + 1);
+    seed.push_str(kind);
+    seed.push(':');
+    seed.push_str(key);
+    Uuid::new_v5(&ID_NAMESPACE, seed.as_bytes())
+}

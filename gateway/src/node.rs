@@ -1,0 +1,304 @@
+//! A running node: loads its configuration, binds every listener, serves, and
+//! on SIGTERM/SIGINT drains as a load balancer expects.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+
+use crate::admin::{self, AdminState, NodeInfo};
+use crate::config::{Config, Listen};
+use crate::listener::{self, App, Serving};
+use crate::proxy::forwarded::Forwarding;
+use crate::proxy::pool::{PoolSettings, Pools};
+use crate::proxy::Shared;
+use crate::snapshot::Snapshot;
+use crate::status::Status;
+use crate::tls::{self, CertifiedKey};
+
+/// Builds the runtime and runs the node until it has drained.
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let threads = match config.worker_threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(serve(config, threads))
+}
+
+/// Reads and compiles a declarative file.
+pub fn load_declarative(path: &Path, pools: &Pools) -> anyhow::Result<Snapshot> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read declarative_config {}", path.display()))?;
+    let entities = crate::declarative::parse(&text)
+        .with_context(|| format!("{} is not a valid declarative config", path.display()))?;
+    Snapshot::build(entities, pools)
+        .with_context(|| format!("{} is not a valid declarative config", path.display()))
+}
+
+async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
+    let _pid = PidFile::create(&config.pid_file())?;
+    let pools = Arc::new(Pools::new(PoolSettings {
+        max_idle: config.upstream_keepalive_pool_size,
+        idle_timeout: config.upstream_keepalive_idle_timeout,
+        max_requests: config.upstream_keepalive_max_requests,
+    }));
+    let snapshot = match &config.declarative_config {
+        Some(path) => load_declarative(path, &pools)?,
+        None => Snapshot::empty(),
+    };
+    let status = Arc::new(Status::default());
+    let shared = Arc::new(Shared {
+        snapshot: ArcSwap::from_pointee(snapshot),
+        status: status.clone(),
+        forwarding: Forwarding {
+            trusted_ips: config.trusted_ips.clone(),
+            real_ip_header: config.real_ip_header.clone(),
+            real_ip_recursive: config.real_ip_recursive,
+        },
+    });
+    let admin_app = admin::router(AdminState {
+        shared: shared.clone(),
+        pools: pools.clone(),
+        node: Arc::new(NodeInfo {
+            node_id: uuid::Uuid::new_v4(),
+            hostname: hostname(),
+            configuration: public_configuration(&config),
+        }),
+    });
+
+    let (stop, stopped) = watch::channel(false);
+    let serving = |app: App, listen: &Listen, tls| Serving {
+        app,
+        listen: listen.clone(),
+        tls,
+        status: status.clone(),
+        proxy_protocol_timeout: config.proxy_protocol_timeout,
+        shutdown: stopped.clone(),
+    };
+    // Bind everything before serving anything, so a bad address fails the start.
+    let mut loops = Vec::new();
+    let proxy_tls = TlsSet::new(config.ssl_cert.as_deref(), config.ssl_cert_key.as_deref());
+    for l in &config.proxy_listen {
+        let tls = proxy_tls.for_listener(l)?;
+        for socket in listener::bind(l, threads).map_err(anyhow::Error::msg)? {
+            loops.push((socket, serving(App::Proxy(shared.clone()), l, tls.clone())));
+        }
+    }
+    let admin_tls = TlsSet::new(config.admin_ssl_cert.as_deref(), config.admin_ssl_cert_key.as_deref());
+    for l in &config.admin_listen {
+        let tls = admin_tls.for_listener(l)?;
+        for socket in listener::bind(l, threads).map_err(anyhow::Error::msg)? {
+            loops.push((socket, serving(App::Admin(admin_app.clone()), l, tls.clone())));
+        }
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (socket, serving) in loops {
+        tasks.spawn(listener::accept_loop(socket, serving));
+    }
+    for l in &config.proxy_listen {
+        tracing::info!("proxy listening on {l}");
+    }
+    for l in &config.admin_listen {
+        tracing::info!("admin listening on {l}");
+    }
+    tracing::info!(pid = std::process::id(), "gateway started");
+
+    let mut signals = Signals::new()?;
+    loop {
+        match signals.next().await {
+            Sig::Reload => reload(&config, &shared, &pools),
+            Sig::Stop => break,
+        }
+    }
+    drain(&config, &status, stop, tasks, &mut signals).await;
+    Ok(())
+}
+
+/// Readiness turns 503, traffic is served for `drain_delay`, listeners close,
+/// and in-flight requests get up to `drain_timeout`. A second signal ends it.
+async fn drain(
+    config: &Config,
+    status: &Status,
+    stop: watch::Sender<bool>,
+    mut tasks: tokio::task::JoinSet<()>,
+    signals: &mut Signals,
+) {
+    status.set_draining();
+    tracing::info!("draining: /status/ready now answers 503; serving for {:?} more", config.drain_delay);
+    tokio::select! {
+        _ = tokio::time::sleep(config.drain_delay) => {}
+        _ = signals.next() => {
+            tracing::warn!("second signal: exiting without waiting");
+            return;
+        }
+    }
+    let _ = stop.send(true);
+    while tasks.join_next().await.is_some() {}
+    tracing::info!("stopped accepting connections; waiting for in-flight requests");
+    let deadline = Instant::now() + config.drain_timeout;
+    loop {
+        let active = status.active_connections();
+        if active == 0 {
+            tracing::info!("drained; exiting");
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(active, "drain_timeout reached; closing remaining connections");
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+            _ = signals.next() => {
+                tracing::warn!(active, "second signal: exiting without waiting");
+                return;
+            }
+        }
+    }
+}
+
+/// SIGHUP re-reads `declarative_config`, like `kong reload`.
+fn reload(config: &Config, shared: &Shared, pools: &Pools) {
+    let Some(path) = &config.declarative_config else {
+        tracing::warn!("SIGHUP: no declarative_config to reload");
+        return;
+    };
+    match load_declarative(path, pools) {
+        Ok(s) => {
+            tracing::info!(hash = %s.hash, "SIGHUP: configuration reloaded from {}", path.display());
+            shared.snapshot.store(Arc::new(s));
+        }
+        Err(e) => tracing::error!("SIGHUP: keeping the current configuration: {e:#}"),
+    }
+}
+
+enum Sig {
+    Stop,
+    Reload,
+}
+
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Self> {
+        let s = |k| signal(k).context("cannot install signal handlers");
+        Ok(Signals {
+            term: s(SignalKind::terminate())?,
+            int: s(SignalKind::interrupt())?,
+            hup: s(SignalKind::hangup())?,
+        })
+    }
+
+    async fn next(&mut self) -> Sig {
+        tokio::select! {
+            _ = self.term.recv() => Sig::Stop,
+            _ = self.int.recv() => Sig::Stop,
+            _ = self.hup.recv() => Sig::Reload,
+        }
+    }
+}
+
+/// One certificate per listener group: from files, or self-signed on demand.
+struct TlsSet<'a> {
+    cert: Option<&'a Path>,
+    key: Option<&'a Path>,
+    loaded: std::cell::OnceCell<CertifiedKey>,
+}
+
+impl<'a> TlsSet<'a> {
+    fn new(cert: Option<&'a Path>, key: Option<&'a Path>) -> Self {
+        TlsSet { cert, key, loaded: std::cell::OnceCell::new() }
+    }
+
+    fn for_listener(&self, l: &Listen) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
+        if !l.ssl {
+            return Ok(None);
+        }
+        let ck = match self.loaded.get() {
+            Some(ck) => ck,
+            None => {
+                let ck = match (self.cert, self.key) {
+                    (Some(c), Some(k)) => CertifiedKey::from_files(c, k),
+                    _ => {
+                        tracing::info!("no certificate configured for {l}: using a self-signed one");
+                        CertifiedKey::self_signed()
+                    }
+                }
+                .map_err(anyhow::Error::msg)?;
+                self.loaded.get_or_init(|| ck)
+            }
+        };
+        Ok(Some(tls::server_config(ck, l.http2).map_err(anyhow::Error::msg)?))
+    }
+}
+
+/// `<prefix>/pids/gateway.pid`, removed when the node exits.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> anyhow::Result<Self> {
+        if let Some(pid) = read_pid(path) {
+            if process_alive(pid) && pid != std::process::id() as i32 {
+                bail!(
+                    "a gateway is already running with this prefix (pid {pid}, {}); stop it with `gateway quit`",
+                    path.display()
+                );
+            }
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {} (check `prefix`)", dir.display()))?;
+        }
+        std::fs::write(path, format!("{}\n", std::process::id()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+pub fn read_pid(path: &Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+pub fn process_alive(pid: i32) -> bool {
+    // Signal 0 checks for existence without touching the process.
+    pid > 0 && unsafe { libc::kill(pid, 0) } == 0
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+fn public_configuration(c: &Config) -> serde_json::Value {
+    let listeners = |l: &[Listen]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    serde_json::json!({
+        "database": match c.database { crate::config::Database::Off => "off", crate::config::Database::Postgres => "postgres" },
+        "declarative_config": c.declarative_config,
+        "proxy_listen": listeners(&c.proxy_listen),
+        "admin_listen": listeners(&c.admin_listen),
+        "prefix": c.prefix,
+        "log_level": c.log_level,
+        "drain_delay": c.drain_delay.as_secs_f64(),
+        "drain_timeout": c.drain_timeout.as_secs_f64(),
+        "proxy_protocol_timeout": c.proxy_protocol_timeout.as_secs_f64(),
+    })
+}

@@ -1,0 +1,289 @@
+//! The request path: route lookup in the current snapshot, upstream pick,
+//! forwarding headers, pooled upstream connection, streamed bodies.
+
+pub mod balancer;
+pub mod body;
+pub mod forwarded;
+pub mod pool;
+mod request_id;
+mod upstream_path;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Version};
+use hyper::body::Incoming;
+
+use crate::model::Protocol;
+use crate::router::RouteRequest;
+use crate::snapshot::{RouteEntry, ServiceEntry, Snapshot};
+use crate::status::Status;
+use body::{Progress, ProxyBody, RequestBody};
+use forwarded::{ConnectionInfo, Forwarding};
+use pool::Conn;
+
+pub use request_id::REQUEST_ID;
+
+/// What every proxy connection shares.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    pub status: Arc<Status>,
+    pub forwarding: Forwarding,
+}
+
+pub async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<ConnectionInfo>,
+    req: Request<Incoming>,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let _guard = shared.status.request();
+    let id = request_id::next();
+    let mut resp = proxy(&shared, &conn, req, &id).await;
+    resp.headers_mut().insert(&REQUEST_ID, id);
+    Ok(resp)
+}
+
+async fn proxy(
+    shared: &Shared,
+    conn: &ConnectionInfo,
+    mut req: Request<Incoming>,
+    id: &HeaderValue,
+) -> Response<ProxyBody> {
+    let snapshot = shared.snapshot.load_full();
+    // Cheap clones (shared buffers) so the request can be changed below.
+    let uri = req.uri().clone();
+    let host_header = req.headers().get(header::HOST).cloned();
+    let host = match uri.authority() {
+        Some(a) => a.as_str(),
+        None => host_header.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+    };
+    let path = uri.path();
+    let found = snapshot.router.find(&RouteRequest {
+        method: req.method(),
+        host,
+        path,
+        headers: req.headers(),
+    });
+    let Some(found) = found else {
+        return error(StatusCode::NOT_FOUND, "no Route matched with those values", id);
+    };
+    let route = &snapshot.routes[found.route];
+    let https = conn.scheme == Protocol::Https;
+    if !(if https { route.https } else { route.http }) {
+        return protocol_mismatch(route, &req, id);
+    }
+    let Some(service) = route.service.as_deref() else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "no Service found with those values", id);
+    };
+    let Some(upstream_uri) = upstream_path::build(&uri, found.matched_path_len, route, service) else {
+        return error(StatusCode::BAD_REQUEST, "Bad request", id);
+    };
+    let stripped = route.strip_path.then(|| &path[..found.matched_path_len.min(path.len())]);
+    let original_host = host_header
+        .clone()
+        .or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    forwarded::apply(headers, conn, &shared.forwarding, host_without_port(host), path, stripped);
+    headers.insert(&REQUEST_ID, id.clone());
+    *req.uri_mut() = upstream_uri;
+    *req.version_mut() = Version::HTTP_11;
+    let preserve_host = route.preserve_host;
+
+    let (parts, body) = req.into_parts();
+    let progress = (!hyper::body::Body::is_end_stream(&body)).then(Progress::new);
+    let req = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
+    forward(service, req, preserve_host, original_host, progress, id).await
+}
+
+/// Sends the request upstream, retrying other targets while nothing was sent.
+async fn forward(
+    service: &ServiceEntry,
+    req: Request<RequestBody>,
+    preserve_host: bool,
+    original_host: Option<HeaderValue>,
+    progress: Option<Arc<Progress>>,
+    id: &HeaderValue,
+) -> Response<ProxyBody> {
+    // The request moves into hyper, which gives it back if it sent nothing.
+    let mut pending = Some(req);
+    let mut timed_out = false;
+    let mut tries = 0;
+    while tries <= service.retries {
+        let Some(target) = service.balancer.next() else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "failure to get a peer from the ring-balancer", id);
+        };
+        let mut conn = match target.pool.checkout(service.connect_timeout).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(request_id = ?id, "{e}");
+                timed_out = e.is_timeout();
+                tries += 1;
+                continue;
+            }
+        };
+        let mut r = pending.take().expect("request present until sent");
+        let host = match (&service.host_header, preserve_host) {
+            (_, true) => original_host.clone().unwrap_or_else(|| target.host_header.clone()),
+            (Some(h), false) => h.clone(),
+            (None, false) => target.host_header.clone(),
+        };
+        r.headers_mut().insert(header::HOST, host);
+        match send(&mut conn, r, service, progress.as_deref()).await {
+            Sent::Response(resp) => return response(resp, target.pool.clone(), conn),
+            Sent::NotSent(r) => {
+                // A pooled connection closed under us: not the upstream's fault.
+                if !conn.reused {
+                    tries += 1;
+                }
+                pending = Some(r);
+            }
+            Sent::Failed(e) => {
+                tracing::warn!(request_id = ?id, "upstream request failed: {e}");
+                return error(StatusCode::BAD_GATEWAY, "An invalid response was received from the upstream server", id);
+            }
+            Sent::TimedOut => {
+                return error(StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out", id);
+            }
+        }
+    }
+    if timed_out {
+        error(StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out", id)
+    } else {
+        error(StatusCode::BAD_GATEWAY, "An invalid response was received from the upstream server", id)
+    }
+}
+
+enum Sent {
+    Response(Response<Incoming>),
+    NotSent(Request<RequestBody>),
+    Failed(hyper::Error),
+    TimedOut,
+}
+
+/// Waits for the response head: `read_timeout` once the body is sent, and
+/// while it is being sent, `write_timeout` without progress.
+async fn send(
+    conn: &mut Conn,
+    req: Request<RequestBody>,
+    service: &ServiceEntry,
+    progress: Option<&Progress>,
+) -> Sent {
+    let fut = conn.sender().try_send_request(req);
+    tokio::pin!(fut);
+    let sleep = tokio::time::sleep(wait_for(service, progress));
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            r = &mut fut => return match r {
+                Ok(resp) => Sent::Response(resp),
+                Err(mut e) => match e.take_message() {
+                    Some(req) => Sent::NotSent(req),
+                    None => Sent::Failed(e.into_error()),
+                },
+            },
+            () = &mut sleep => {
+                match progress {
+                    Some(p) if !p.is_done() && p.idle() < service.write_timeout => {
+                        let next = tokio::time::Instant::now() + wait_for(service, progress);
+                        sleep.as_mut().reset(next);
+                    }
+                    _ => return Sent::TimedOut,
+                }
+            }
+        }
+    }
+}
+
+fn wait_for(service: &ServiceEntry, progress: Option<&Progress>) -> Duration {
+    match progress {
+        Some(p) if !p.is_done() => service.write_timeout.saturating_sub(p.idle()).max(Duration::from_millis(1)),
+        _ => service.read_timeout,
+    }
+}
+
+fn response(resp: Response<Incoming>, pool: Arc<pool::Pool>, conn: Conn) -> Response<ProxyBody> {
+    let (mut parts, body) = resp.into_parts();
+    strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, ProxyBody::upstream(body, pool, conn))
+}
+
+/// The Host the client asked for: HTTP/2's :authority or HTTP/1's Host.
+fn request_host<B>(req: &Request<B>) -> Option<&str> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str());
+    }
+    req.headers().get(header::HOST).and_then(|h| h.to_str().ok())
+}
+
+fn host_without_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+    }
+    host.rsplit_once(':').map_or(host, |(h, _)| h)
+}
+
+static HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
+        if let Ok(list) = conn.to_str() {
+            for name in list.split(',') {
+                let name = name.trim();
+                if !name.eq_ignore_ascii_case("close") && !name.eq_ignore_ascii_case("keep-alive") {
+                    headers.remove(name);
+                }
+            }
+        }
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn protocol_mismatch<B>(route: &RouteEntry, req: &Request<B>, id: &HeaderValue) -> Response<ProxyBody> {
+    let code = route.https_redirect_status_code;
+    if code == 426 {
+        let mut r = error(StatusCode::UPGRADE_REQUIRED, "Please use HTTPS protocol", id);
+        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("TLS/1.2, HTTP/1.1"));
+        return r;
+    }
+    let host = host_without_port(request_host(req).unwrap_or("localhost"));
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = format!("https://{host}{target}");
+    let mut r = Response::new(ProxyBody::empty());
+    *r.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
+/// A JSON error in Kong's shape: `{"message": ..., "request_id": ...}`.
+pub fn error(status: StatusCode, message: &str, id: &HeaderValue) -> Response<ProxyBody> {
+    let body = serde_json::json!({
+        "message": message,
+        "request_id": id.to_str().unwrap_or(""),
+    });
+    let mut r = Response::new(ProxyBody::full(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}

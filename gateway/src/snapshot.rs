@@ -1,0 +1,171 @@
+//! The one immutable structure the data plane reads: compiled router, services
+//! with their balancers, and the entities it was built from. A new snapshot is
+//! built off the request path and swapped in atomically.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::HeaderValue;
+use uuid::Uuid;
+
+use crate::declarative::{format_host_port, split_host_port};
+use crate::model::{Entities, PathHandling, Protocol, Service};
+use crate::proxy::balancer::{Balancer, Target};
+use crate::proxy::pool::{PoolKey, Pools};
+use crate::router::{Router, RouterError};
+
+pub struct Snapshot {
+    pub router: Router,
+    /// Indexed by the router's route index.
+    pub routes: Box<[RouteEntry]>,
+    /// Stable digest of the entities (Kong's `configuration_hash`).
+    pub hash: String,
+    pub entities: Arc<Entities>,
+    /// False for the empty snapshot a node starts with before any config.
+    pub loaded: bool,
+}
+
+pub struct RouteEntry {
+    pub id: Uuid,
+    pub service: Option<Arc<ServiceEntry>>,
+    pub strip_path: bool,
+    pub preserve_host: bool,
+    pub path_handling: PathHandling,
+    pub http: bool,
+    pub https: bool,
+    pub https_redirect_status_code: u16,
+}
+
+pub struct ServiceEntry {
+    pub id: Uuid,
+    pub path: Option<Box<str>>,
+    pub retries: u32,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub balancer: Balancer,
+    /// An upstream's `host_header`, which wins over the target's host.
+    pub host_header: Option<HeaderValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error("service `{0}`: {1}")]
+    Service(String, String),
+}
+
+impl Snapshot {
+    pub fn empty() -> Snapshot {
+        Snapshot {
+            router: Router::build(&[]).expect("an empty router builds"),
+            routes: Box::new([]),
+            hash: "00000000000000000000000000000000".into(),
+            entities: Arc::default(),
+            loaded: false,
+        }
+    }
+
+    pub fn build(entities: Entities, pools: &Pools) -> Result<Snapshot, SnapshotError> {
+        let mut services = HashMap::with_capacity(entities.services.len());
+        for s in entities.services.iter().filter(|s| s.enabled) {
+            services.insert(s.id, Arc::new(service_entry(s, &entities, pools)?));
+        }
+        let mut routes = Vec::with_capacity(entities.routes.len());
+        let mut entries = Vec::with_capacity(entities.routes.len());
+        for r in &entities.routes {
+            let service = match r.service {
+                // A route of a disabled service is not routed at all.
+                Some(fk) => match services.get(&fk.id) {
+                    Some(s) => Some(s.clone()),
+                    None => continue,
+                },
+                None => None,
+            };
+            entries.push(RouteEntry {
+                id: r.id,
+                service,
+                strip_path: r.strip_path,
+                preserve_host: r.preserve_host,
+                path_handling: r.path_handling,
+                http: r.protocols.contains(&Protocol::Http),
+                https: r.protocols.contains(&Protocol::Https),
+                https_redirect_status_code: r.https_redirect_status_code,
+            });
+            routes.push(r.clone());
+        }
+        let router = Router::build(&routes)?;
+        Ok(Snapshot {
+            router,
+            routes: entries.into_boxed_slice(),
+            hash: digest(&entities),
+            entities: Arc::new(entities),
+            loaded: true,
+        })
+    }
+}
+
+fn service_entry(s: &Service, all: &Entities, pools: &Pools) -> Result<ServiceEntry, SnapshotError> {
+    let name = || s.name.clone().unwrap_or_else(|| s.id.to_string());
+    let upstream = all.upstreams.iter().find(|u| u.name == s.host);
+    let mut weighted = Vec::new();
+    let mut host_header = None;
+    match upstream {
+        Some(u) => {
+            for t in all.targets.iter().filter(|t| t.upstream.id == u.id) {
+                let (host, port) = split_host_port(&t.target)
+                    .map_err(|e| SnapshotError::Service(name(), format!("target {e}")))?;
+                let port = port.unwrap_or(crate::model::DEFAULT_TARGET_PORT);
+                weighted.push((target(s.protocol, &host, port, pools)?, t.weight));
+            }
+            if let Some(h) = &u.host_header {
+                host_header = Some(header_value(h)?);
+            }
+        }
+        None => weighted.push((target(s.protocol, &s.host, s.port, pools)?, 1)),
+    }
+    Ok(ServiceEntry {
+        id: s.id,
+        path: s.path.as_deref().map(Into::into),
+        retries: s.retries,
+        connect_timeout: Duration::from_millis(s.connect_timeout.into()),
+        read_timeout: Duration::from_millis(s.read_timeout.into()),
+        write_timeout: Duration::from_millis(s.write_timeout.into()),
+        balancer: Balancer::new(weighted),
+        host_header,
+    })
+}
+
+fn target(scheme: Protocol, host: &str, port: u16, pools: &Pools) -> Result<Target, SnapshotError> {
+    let authority = if port == scheme.default_port() {
+        if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        }
+    } else {
+        format_host_port(host, port)
+    };
+    Ok(Target {
+        pool: pools.get(PoolKey {
+            scheme,
+            host: host.into(),
+            port,
+        }),
+        host_header: header_value(&authority)?,
+    })
+}
+
+fn header_value(s: &str) -> Result<HeaderValue, SnapshotError> {
+    HeaderValue::from_str(s)
+        .map_err(|_| SnapshotError::Service(s.to_string(), "not a valid Host header".into()))
+}
+
+/// SHA-256 of the canonical JSON of the entities, first 16 bytes in hex.
+fn digest(entities: &Entities) -> String {
+    let json = serde_json::to_vec(entities).unwrap_or_default();
+    let d = ring::digest::digest(&ring::digest::SHA256, &json);
+    d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+}

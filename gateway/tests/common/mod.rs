@@ -1,0 +1,401 @@
+//! Real peers for the end-to-end tests: the gateway binary as a child process,
+//! an HTTP upstream, HAProxy, and a small HTTP client over raw sockets.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Finds a program on PATH or in the sbin directories Debian puts servers in.
+pub fn program(name: &str) -> PathBuf {
+    let path = std::env::var("PATH").unwrap_or_default();
+    for dir in path.split(':').chain(["/usr/sbin", "/sbin", "/usr/local/sbin"]) {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("`{name}` is not installed: run ./scripts/test, which installs the test peers");
+}
+
+// ---------- the gateway ----------
+
+pub struct Gateway {
+    pub child: Child,
+    pub dir: tempfile::TempDir,
+    pub admin: SocketAddr,
+    pub conf: PathBuf,
+}
+
+pub struct GatewayBuilder {
+    lines: Vec<(String, String)>,
+    declarative: Option<String>,
+}
+
+pub fn gateway() -> GatewayBuilder {
+    GatewayBuilder { lines: Vec::new(), declarative: None }
+}
+
+impl GatewayBuilder {
+    /// Sets a configuration key (the value is a TOML value, quoted as needed).
+    pub fn set(mut self, key: &str, toml_value: &str) -> Self {
+        self.lines.push((key.into(), toml_value.into()));
+        self
+    }
+
+    pub fn proxy_listen(self, value: &str) -> Self {
+        self.set("proxy_listen", &format!("{value:?}"))
+    }
+
+    pub fn declarative(mut self, yaml: &str) -> Self {
+        self.declarative = Some(yaml.into());
+        self
+    }
+
+    /// Starts the node and waits until its admin listener answers.
+    pub fn start(self) -> Gateway {
+        let dir = tempfile::tempdir().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut conf = String::new();
+        let has = |k: &str| self.lines.iter().any(|(key, _)| key == k);
+        if !has("admin_listen") {
+            conf.push_str(&format!("admin_listen = \"{admin}\"\n"));
+        }
+        if !has("proxy_listen") {
+            conf.push_str("proxy_listen = \"off\"\n");
+        }
+        conf.push_str(&format!("prefix = {:?}\n", dir.path().join("prefix")));
+        if !has("drain_delay") {
+            conf.push_str("drain_delay = 0\n");
+        }
+        if let Some(yaml) = &self.declarative {
+            let path = dir.path().join("kong.yml");
+            std::fs::write(&path, yaml).unwrap();
+            conf.push_str(&format!("declarative_config = {path:?}\n"));
+        }
+        for (k, v) in &self.lines {
+            conf.push_str(&format!("{k} = {v}\n"));
+        }
+        let conf_path = dir.path().join("gateway.conf");
+        std::fs::write(&conf_path, &conf).unwrap();
+        let log = std::fs::File::create(dir.path().join("gateway.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(["start", "--conf"])
+            .arg(&conf_path)
+            .env_remove("GATEWAY_CONF")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut gw = Gateway { child, dir, admin, conf: conf_path };
+        let admin_on = !conf.contains("admin_listen = \"off\"");
+        gw.wait_until(|gw| !admin_on || std::net::TcpStream::connect(gw.admin).is_ok());
+        gw
+    }
+}
+
+impl Gateway {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
+    }
+
+    fn wait_until(&mut self, ok: impl Fn(&Gateway) -> bool) {
+        let start = Instant::now();
+        while !ok(self) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gateway exited early with {status}:\n{}", self.log());
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "gateway did not start:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc_kill(self.pid(), sig) };
+    }
+
+    /// Waits for the process to exit and returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code();
+            }
+            assert!(start.elapsed() < within, "gateway still running after {within:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The RSS high-water mark of the node, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        let r = send(self.admin, None, get("/status")).await.unwrap();
+        assert_eq!(r.status, 200);
+        r.json()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+pub const SIGTERM: i32 = 15;
+pub const SIGINT: i32 = 2;
+
+// ---------- an HTTP upstream ----------
+
+/// An upstream that echoes what it got, and serves test helpers:
+/// `/delay/<ms>`, `/bytes/<n>` (streamed), `/upload` (counts a streamed body),
+/// `/status/<code>`.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub async fn upstream(name: &'static str) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((stream, peer)) = listener.accept().await else { continue };
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| echo(name, peer, req));
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, task }
+}
+
+type EchoBody = http_body_util::Either<Full<Bytes>, Chunks>;
+
+async fn echo(name: &'static str, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
+    let path = req.uri().path().to_string();
+    let json = |v: serde_json::Value| {
+        Response::builder()
+            .header("content-type", "application/json")
+            .header("x-upstream", name)
+            .body(http_body_util::Either::Left(Full::new(Bytes::from(v.to_string()))))
+            .unwrap()
+    };
+    if let Some(ms) = path.strip_prefix("/delay/") {
+        tokio::time::sleep(Duration::from_millis(ms.parse().unwrap_or(0))).await;
+        return Ok(json(serde_json::json!({"delayed_ms": ms})));
+    }
+    if let Some(n) = path.strip_prefix("/bytes/") {
+        let n: u64 = n.parse().unwrap_or(0);
+        return Ok(Response::builder()
+            .header("content-length", n.to_string())
+            .body(http_body_util::Either::Right(Chunks::new(n)))
+            .unwrap());
+    }
+    if let Some(code) = path.strip_prefix("/status/") {
+        let mut r = json(serde_json::json!({"status": code}));
+        *r.status_mut() = code.parse::<u16>().ok().and_then(|c| http::StatusCode::from_u16(c).ok()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        return Ok(r);
+    }
+    if path == "/upload" {
+        let mut body = req.into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Ok(d) = frame.map(|f| f.into_data()) {
+                received += d.map(|d| d.len() as u64).unwrap_or(0);
+            } else {
+                break;
+            }
+        }
+        return Ok(json(serde_json::json!({"received": received})));
+    }
+    let mut headers = BTreeMap::new();
+    for (k, v) in req.headers() {
+        headers
+            .entry(k.as_str().to_string())
+            .and_modify(|e: &mut String| {
+                e.push_str(", ");
+                e.push_str(v.to_str().unwrap_or("?"));
+            })
+            .or_insert_with(|| v.to_str().unwrap_or("?").to_string());
+    }
+    Ok(json(serde_json::json!({
+        "upstream": name,
+        "method": req.method().as_str(),
+        "uri": req.uri().to_string(),
+        "headers": headers,
+        "peer": peer.to_string(),
+    })))
+}
+
+/// A body of `n` bytes produced in 64 KiB frames, never held whole.
+pub struct Chunks {
+    left: u64,
+    chunk: Bytes,
+}
+
+impl Chunks {
+    pub fn new(n: u64) -> Self {
+        Chunks { left: n, chunk: Bytes::from(vec![b'x'; 64 * 1024]) }
+    }
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.left == 0 {
+            return std::task::Poll::Ready(None);
+        }
+        let n = self.left.min(self.chunk.len() as u64) as usize;
+        self.left -= n as u64;
+        std::task::Poll::Ready(Some(Ok(Frame::data(self.chunk.slice(..n)))))
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left)
+    }
+}
+
+// ---------- a small HTTP/1.1 client ----------
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+pub fn get(path: &str) -> Request<Full<Bytes>> {
+    Request::get(path).header("host", "test.local").body(Full::new(Bytes::new())).unwrap()
+}
+
+/// Sends one request on a new connection, after `preamble` (a PROXY header).
+pub async fn send(addr: SocketAddr, preamble: Option<&[u8]>, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+    let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    if let Some(p) = preamble {
+        stream.write_all(p).await.map_err(|e| e.to_string())?;
+    }
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok(Reply { status, headers, body })
+}
+
+/// A PROXY v1 line claiming `client` as the source.
+pub fn v1(client: &str, port: u16) -> Vec<u8> {
+    format!("PROXY TCP4 {client} 127.0.0.1 40000 {port}\r\n").into_bytes()
+}
+
+// ---------- HAProxy in front, as the ELB stands in front on AWS ----------
+
+pub struct Haproxy {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// TCP-mode HAProxy forwarding to `backend` with `send_proxy` (`send-proxy` or `send-proxy-v2`).
+pub fn haproxy(backend: SocketAddr, send_proxy: &str) -> Haproxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = format!(
+        "global\n  maxconn 256\ndefaults\n  mode tcp\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\n\
+         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+         backend be\n  server gw {backend} {send_proxy}\n"
+    );
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::File::create(&path).unwrap().write_all(cfg.as_bytes()).unwrap();
+    let child = Command::new(program("haproxy"))
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "haproxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Haproxy { child, addr, _dir: dir }
+}
+
+/// Runs curl and returns (exit ok, stdout).
+pub fn curl(args: &[&str]) -> (bool, String) {
+    let out = Command::new(program("curl"))
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .output()
+        .unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+}
