@@ -37,7 +37,10 @@ pub fn router(state: AdminState) -> Router {
         .route("/", get(node_info))
         .route("/status", get(status))
         .route("/status/ready", get(ready))
-        .route("/config", post(load_config).layer(DefaultBodyLimit::max(CONFIG_BODY_LIMIT)))
+        .route(
+            "/config",
+            post(load_config).layer(DefaultBodyLimit::max(CONFIG_BODY_LIMIT)),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -102,7 +105,10 @@ async fn load_config(State(s): State<AdminState>, body: Bytes) -> Response {
         Ok(Err(e)) => schema_error(e.to_string()),
         Err(e) => {
             tracing::error!("building the configuration failed: {e}");
-            message(StatusCode::INTERNAL_SERVER_ERROR, "An unexpected error occurred")
+            message(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "An unexpected error occurred",
+            )
         }
     }
 }

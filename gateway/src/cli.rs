@@ -125,21 +125,33 @@ fn parse(file: &Path) -> anyhow::Result<ExitCode> {
 fn quit(config: &Config, timeout: Duration) -> anyhow::Result<ExitCode> {
     let path = config.pid_file();
     let Some(pid) = crate::node::read_pid(&path) else {
-        bail!("no gateway is running with prefix {} (no pid file at {})", config.prefix.display(), path.display());
+        bail!(
+            "no gateway is running with prefix {} (no pid file at {})",
+            config.prefix.display(),
+            path.display()
+        );
     };
     if !crate::node::process_alive(pid) {
         let _ = std::fs::remove_file(&path);
-        bail!("no gateway is running with prefix {} (stale pid {pid} removed)", config.prefix.display());
+        bail!(
+            "no gateway is running with prefix {} (stale pid {pid} removed)",
+            config.prefix.display()
+        );
     }
     // SAFETY: kill(2) with a pid read from our own pid file.
     if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-        bail!("cannot signal pid {pid}: {}", std::io::Error::last_os_error());
+        bail!(
+            "cannot signal pid {pid}: {}",
+            std::io::Error::last_os_error()
+        );
     }
     eprintln!("gateway (pid {pid}) is draining...");
     let start = Instant::now();
     while crate::node::process_alive(pid) && path.exists() {
         if start.elapsed() > timeout {
-            bail!("gateway (pid {pid}) is still running after {timeout:?}; it may still be draining");
+            bail!(
+                "gateway (pid {pid}) is still running after {timeout:?}; it may still be draining"
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -153,7 +165,11 @@ fn health(config: &Config) -> anyhow::Result<ExitCode> {
     };
     let mut addr = listen.addr;
     if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -140,7 +140,11 @@ pub fn parse(text: &str) -> Result<Entities, DeclarativeError> {
         };
         // serde_yaml_ng appends the location itself; keep the message short.
         let message = inner.to_string();
-        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        let message = message
+            .split(" at line ")
+            .next()
+            .unwrap_or(&message)
+            .to_string();
         err(at, message)
     })?;
     Builder::default().build(file)
@@ -187,7 +191,10 @@ impl Builder {
             for (j, r) in s.routes.into_iter().enumerate() {
                 let at = Where(format!("{at}.{}", label("routes", j, r.name.as_deref())));
                 if r.service.is_some() {
-                    return Err(err(at.0, "service: a nested route already belongs to its service"));
+                    return Err(err(
+                        at.0,
+                        "service: a nested route already belongs to its service",
+                    ));
                 }
                 pending_routes.push((at, r, Some(id)));
             }
@@ -209,7 +216,10 @@ impl Builder {
             for (j, t) in u.targets.into_iter().enumerate() {
                 let at = Where(format!("{at}.targets[{j}]"));
                 if t.upstream.is_some() {
-                    return Err(err(at.0, "upstream: a nested target already belongs to its upstream"));
+                    return Err(err(
+                        at.0,
+                        "upstream: a nested target already belongs to its upstream",
+                    ));
                 }
                 self.target(&at, t, id)?;
             }
@@ -220,7 +230,10 @@ impl Builder {
                 return Err(err(at.0, "upstream: required for a top-level target"));
             };
             let id = self.lookup(&self.upstream_keys, &key).ok_or_else(|| {
-                err(format!("{at}.upstream"), format!("no upstream named `{key}`"))
+                err(
+                    format!("{at}.upstream"),
+                    format!("no upstream named `{key}`"),
+                )
             })?;
             self.target(&at, t, id)?;
         }
@@ -229,33 +242,48 @@ impl Builder {
 
     fn claim_id(&mut self, at: &Where, id: Uuid) -> Result<(), DeclarativeError> {
         if let Some(other) = self.seen_ids.insert(id, at.0.clone()) {
-            return Err(err(format!("{at}.id"), format!("id {id} is also used by {other}")));
+            return Err(err(
+                format!("{at}.id"),
+                format!("id {id} is also used by {other}"),
+            ));
         }
         Ok(())
     }
 
     fn lookup(&self, keys: &HashMap<String, Uuid>, key: &str) -> Option<Uuid> {
-        keys.get(key)
-            .copied()
-            .or_else(|| Uuid::parse_str(key).ok().filter(|id| keys.values().any(|v| v == id)))
+        keys.get(key).copied().or_else(|| {
+            Uuid::parse_str(key)
+                .ok()
+                .filter(|id| keys.values().any(|v| v == id))
+        })
     }
 
     fn resolve_service(&self, at: &Where, key: &ServiceRef) -> Result<Uuid, DeclarativeError> {
         let found = match key {
             ServiceRef::Key(k) => self.lookup(&self.service_keys, k),
-            ServiceRef::Object { id: Some(id), .. } => self.lookup(&self.service_keys, &id.to_string()),
+            ServiceRef::Object { id: Some(id), .. } => {
+                self.lookup(&self.service_keys, &id.to_string())
+            }
             ServiceRef::Object { name: Some(n), .. } => self.lookup(&self.service_keys, n),
             ServiceRef::Object { .. } => None,
         };
         found.ok_or_else(|| err(format!("{at}.service"), "no such service in this file"))
     }
 
-    fn service(&mut self, at: &Where, index: usize, s: &DService) -> Result<Uuid, DeclarativeError> {
+    fn service(
+        &mut self,
+        at: &Where,
+        index: usize,
+        s: &DService,
+    ) -> Result<Uuid, DeclarativeError> {
         let field = |f: &str| format!("{at}.{f}");
         let (mut protocol, mut host, mut port, mut path) = (None, None, None, None);
         if let Some(url) = &s.url {
             if s.protocol.is_some() || s.host.is_some() || s.port.is_some() || s.path.is_some() {
-                return Err(err(field("url"), "set either `url` or protocol/host/port/path, not both"));
+                return Err(err(
+                    field("url"),
+                    "set either `url` or protocol/host/port/path, not both",
+                ));
             }
             let (p, h, po, pa) = parse_url(url).map_err(|m| err(field("url"), m))?;
             (protocol, host, port, path) = (Some(p), Some(h), Some(po), pa);
@@ -267,7 +295,10 @@ impl Builder {
         host = host.or_else(|| s.host.clone());
         let host = host.ok_or_else(|| err(field("host"), "required (or give `url`)"))?;
         if host.is_empty() || host.contains(['/', ' ', '?', '#']) {
-            return Err(err(field("host"), format!("`{host}` is not a host name or address")));
+            return Err(err(
+                field("host"),
+                format!("`{host}` is not a host name or address"),
+            ));
         }
         port = port.or(s.port);
         let port = port.unwrap_or(80);
@@ -283,7 +314,10 @@ impl Builder {
         let timeout = |v: Option<u32>, f: &str| match v {
             None => Ok(model::DEFAULT_TIMEOUT_MS),
             Some(t) if (1..=2_147_483_646).contains(&t) => Ok(t),
-            Some(_) => Err(err(field(f), "must be between 1 and 2147483646 (milliseconds)")),
+            Some(_) => Err(err(
+                field(f),
+                "must be between 1 and 2147483646 (milliseconds)",
+            )),
         };
         let retries = s.retries.unwrap_or(model::DEFAULT_RETRIES);
         if retries > 32_767 {
@@ -293,7 +327,10 @@ impl Builder {
         let id = s.id.unwrap_or_else(|| model::derived_id("services", &key));
         if let Some(name) = &s.name {
             if self.service_keys.insert(name.clone(), id).is_some() {
-                return Err(err(field("name"), format!("another service is named `{name}`")));
+                return Err(err(
+                    field("name"),
+                    format!("another service is named `{name}`"),
+                ));
             }
         } else {
             self.service_keys.insert(id.to_string(), id);
@@ -318,11 +355,18 @@ impl Builder {
         Ok(id)
     }
 
-    fn route(&mut self, at: &Where, r: DRoute, service: Option<Uuid>) -> Result<(), DeclarativeError> {
+    fn route(
+        &mut self,
+        at: &Where,
+        r: DRoute,
+        service: Option<Uuid>,
+    ) -> Result<(), DeclarativeError> {
         let field = |f: &str| format!("{at}.{f}");
         let protocols = match r.protocols {
             None => vec![Protocol::Http, Protocol::Https],
-            Some(list) if list.is_empty() => return Err(err(field("protocols"), "must not be empty")),
+            Some(list) if list.is_empty() => {
+                return Err(err(field("protocols"), "must not be empty"))
+            }
             Some(list) => list
                 .iter()
                 .map(|p| parse_protocol(p))
@@ -348,8 +392,16 @@ impl Builder {
         let key = r.name.clone().unwrap_or_else(|| at.0.clone());
         let id = r.id.unwrap_or_else(|| model::derived_id("routes", &key));
         if let Some(name) = &r.name {
-            if self.out.routes.iter().any(|x| x.name.as_deref() == Some(name)) {
-                return Err(err(field("name"), format!("another route is named `{name}`")));
+            if self
+                .out
+                .routes
+                .iter()
+                .any(|x| x.name.as_deref() == Some(name))
+            {
+                return Err(err(
+                    field("name"),
+                    format!("another route is named `{name}`"),
+                ));
             }
         }
         self.claim_id(at, id)?;
@@ -378,8 +430,16 @@ impl Builder {
 
     fn upstream(&mut self, at: &Where, u: &DUpstream) -> Result<Uuid, DeclarativeError> {
         let field = |f: &str| format!("{at}.{f}");
-        if u.name.is_empty() || !u.name.chars().all(|c| c.is_ascii_alphanumeric() || "-._".contains(c)) {
-            return Err(err(field("name"), "must be a host name (letters, digits, `-`, `.`, `_`)"));
+        if u.name.is_empty()
+            || !u
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
+        {
+            return Err(err(
+                field("name"),
+                "must be a host name (letters, digits, `-`, `.`, `_`)",
+            ));
         }
         let algorithm = u.algorithm.clone().unwrap_or_else(|| "round-robin".into());
         if algorithm != "round-robin" {
@@ -388,9 +448,13 @@ impl Builder {
                 format!("`{algorithm}` is not supported yet; use `round-robin`"),
             ));
         }
-        let id = u.id.unwrap_or_else(|| model::derived_id("upstreams", &u.name));
+        let id =
+            u.id.unwrap_or_else(|| model::derived_id("upstreams", &u.name));
         if self.upstream_keys.insert(u.name.clone(), id).is_some() {
-            return Err(err(field("name"), format!("another upstream is named `{}`", u.name)));
+            return Err(err(
+                field("name"),
+                format!("another upstream is named `{}`", u.name),
+            ));
         }
         self.claim_id(at, id)?;
         self.out.upstreams.push(model::Upstream {
@@ -407,16 +471,15 @@ impl Builder {
     }
 
     fn target(&mut self, at: &Where, t: DTarget, upstream: Uuid) -> Result<(), DeclarativeError> {
-        let (host, port) = split_host_port(&t.target)
-            .map_err(|m| err(format!("{at}.target"), m))?;
+        let (host, port) =
+            split_host_port(&t.target).map_err(|m| err(format!("{at}.target"), m))?;
         let target = format_host_port(&host, port.unwrap_or(model::DEFAULT_TARGET_PORT));
         let weight = t.weight.unwrap_or(model::DEFAULT_TARGET_WEIGHT);
         if weight > 65_535 {
             return Err(err(format!("{at}.weight"), "must be between 0 and 65535"));
         }
-        let id = t
-            .id
-            .unwrap_or_else(|| model::derived_id("targets", &format!("{upstream}/{target}")));
+        let id =
+            t.id.unwrap_or_else(|| model::derived_id("targets", &format!("{upstream}/{target}")));
         self.claim_id(at, id)?;
         self.out.targets.push(model::Target {
             id,
@@ -442,9 +505,15 @@ fn parse_protocol(p: &str) -> Result<Protocol, String> {
 /// Kong's service `url` shorthand: `scheme://host[:port][/path]`.
 fn parse_url(url: &str) -> Result<(Protocol, String, u16, Option<String>), String> {
     let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
-    let protocol = parse_protocol(uri.scheme_str().ok_or("the URL needs a scheme (http:// or https://)")?)?;
+    let protocol = parse_protocol(
+        uri.scheme_str()
+            .ok_or("the URL needs a scheme (http:// or https://)")?,
+    )?;
     let host = uri.host().ok_or("the URL needs a host")?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(protocol.default_port());
     let path = match uri.path() {
         "" | "/" if !url.ends_with('/') => None,
@@ -468,7 +537,10 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
         return match tail {
             "" => Ok((host.to_string(), None)),
             t => {
-                let port = t.strip_prefix(':').and_then(|p| p.parse().ok()).ok_or_else(bad)?;
+                let port = t
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse().ok())
+                    .ok_or_else(bad)?;
                 Ok((host.to_string(), Some(port)))
             }
         };

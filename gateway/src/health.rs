@@ -9,7 +9,11 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// Status code and body of `GET /status/ready`.
-pub async fn check(addr: SocketAddr, ssl: bool, proxy_protocol: bool) -> anyhow::Result<(u16, String)> {
+pub async fn check(
+    addr: SocketAddr,
+    ssl: bool,
+    proxy_protocol: bool,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr).await?;
     if proxy_protocol {
         // A LOCAL-equivalent header: the node uses the socket address.

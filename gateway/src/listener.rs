@@ -54,16 +54,26 @@ fn bind_one(listen: &Listen) -> Result<TcpListener, String> {
     let addr = listen.addr;
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)
         .map_err(|e| fail("open a socket for", e))?;
-    socket.set_reuse_address(true).map_err(|e| fail("set SO_REUSEADDR on", e))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(|e| fail("set SO_REUSEADDR on", e))?;
     if listen.reuseport {
-        socket.set_reuse_port(true).map_err(|e| fail("set SO_REUSEPORT on", e))?;
+        socket
+            .set_reuse_port(true)
+            .map_err(|e| fail("set SO_REUSEPORT on", e))?;
     }
     if addr.is_ipv6() {
         let _ = socket.set_only_v6(true);
     }
-    socket.set_tcp_nodelay(true).map_err(|e| fail("set TCP_NODELAY on", e))?;
-    socket.set_nonblocking(true).map_err(|e| fail("configure", e))?;
-    socket.bind(&addr.into()).map_err(|e| fail("listen on", e))?;
+    socket
+        .set_tcp_nodelay(true)
+        .map_err(|e| fail("set TCP_NODELAY on", e))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(|e| fail("configure", e))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| fail("listen on", e))?;
     socket
         .listen(listen.backlog.min(i32::MAX as u32) as i32)
         .map_err(|e| fail("listen on", e))?;

@@ -93,11 +93,17 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
             loops.push((socket, serving(App::Proxy(shared.clone()), l, tls.clone())));
         }
     }
-    let admin_tls = TlsSet::new(config.admin_ssl_cert.as_deref(), config.admin_ssl_cert_key.as_deref());
+    let admin_tls = TlsSet::new(
+        config.admin_ssl_cert.as_deref(),
+        config.admin_ssl_cert_key.as_deref(),
+    );
     for l in &config.admin_listen {
         let tls = admin_tls.for_listener(l)?;
         for socket in listener::bind(l, threads).map_err(anyhow::Error::msg)? {
-            loops.push((socket, serving(App::Admin(admin_app.clone()), l, tls.clone())));
+            loops.push((
+                socket,
+                serving(App::Admin(admin_app.clone()), l, tls.clone()),
+            ));
         }
     }
     let mut tasks = tokio::task::JoinSet::new();
@@ -133,7 +139,10 @@ async fn drain(
     signals: &mut Signals,
 ) {
     status.set_draining();
-    tracing::info!("draining: /status/ready now answers 503; serving for {:?} more", config.drain_delay);
+    tracing::info!(
+        "draining: /status/ready now answers 503; serving for {:?} more",
+        config.drain_delay
+    );
     tokio::select! {
         _ = tokio::time::sleep(config.drain_delay) => {}
         _ = signals.next() => {
@@ -152,7 +161,10 @@ async fn drain(
             return;
         }
         if Instant::now() >= deadline {
-            tracing::warn!(active, "drain_timeout reached; closing remaining connections");
+            tracing::warn!(
+                active,
+                "drain_timeout reached; closing remaining connections"
+            );
             return;
         }
         tokio::select! {
@@ -219,7 +231,11 @@ struct TlsSet<'a> {
 
 impl<'a> TlsSet<'a> {
     fn new(cert: Option<&'a Path>, key: Option<&'a Path>) -> Self {
-        TlsSet { cert, key, loaded: std::cell::OnceCell::new() }
+        TlsSet {
+            cert,
+            key,
+            loaded: std::cell::OnceCell::new(),
+        }
     }
 
     fn for_listener(&self, l: &Listen) -> anyhow::Result<Option<Arc<rustls::ServerConfig>>> {
@@ -232,7 +248,9 @@ impl<'a> TlsSet<'a> {
                 let ck = match (self.cert, self.key) {
                     (Some(c), Some(k)) => CertifiedKey::from_files(c, k),
                     _ => {
-                        tracing::info!("no certificate configured for {l}: using a self-signed one");
+                        tracing::info!(
+                            "no certificate configured for {l}: using a self-signed one"
+                        );
                         CertifiedKey::self_signed()
                     }
                 }
@@ -240,7 +258,9 @@ impl<'a> TlsSet<'a> {
                 self.loaded.get_or_init(|| ck)
             }
         };
-        Ok(Some(tls::server_config(ck, l.http2).map_err(anyhow::Error::msg)?))
+        Ok(Some(
+            tls::server_config(ck, l.http2).map_err(anyhow::Error::msg)?,
+        ))
     }
 }
 

@@ -107,7 +107,11 @@ impl Snapshot {
     }
 }
 
-fn service_entry(s: &Service, all: &Entities, pools: &Pools) -> Result<ServiceEntry, SnapshotError> {
+fn service_entry(
+    s: &Service,
+    all: &Entities,
+    pools: &Pools,
+) -> Result<ServiceEntry, SnapshotError> {
     let name = || s.name.clone().unwrap_or_else(|| s.id.to_string());
     let upstream = all.upstreams.iter().find(|u| u.name == s.host);
     let mut weighted = Vec::new();
@@ -167,5 +171,8 @@ fn header_value(s: &str) -> Result<HeaderValue, SnapshotError> {
 fn digest(entities: &Entities) -> String {
     let json = serde_json::to_vec(entities).unwrap_or_default();
     let d = ring::digest::digest(&ring::digest::SHA256, &json);
-    d.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

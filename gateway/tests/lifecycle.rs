@@ -42,7 +42,10 @@ async fn status_shape_and_readiness() {
     // No configuration yet: not ready.
     let r = send(gw.admin, None, get("/status/ready")).await.unwrap();
     assert_eq!(r.status, 503);
-    assert!(r.json()["message"].as_str().unwrap().contains("no configuration"));
+    assert!(r.json()["message"]
+        .as_str()
+        .unwrap()
+        .contains("no configuration"));
 
     // Kong's DB-less POST /config: a bad one is refused with the field named...
     let up = upstream("u").await;
@@ -53,17 +56,28 @@ async fn status_shape_and_readiness() {
             .body(Full::new(Bytes::from(body)))
             .unwrap()
     };
-    let r = send(gw.admin, None, post("_format_version: \"3.0\"\nservices:\n- {name: x, hots: y}\n".into()))
-        .await
-        .unwrap();
+    let r = send(
+        gw.admin,
+        None,
+        post("_format_version: \"3.0\"\nservices:\n- {name: x, hots: y}\n".into()),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.status, 400);
-    assert!(r.json()["message"].as_str().unwrap().contains("hots"), "{}", r.json());
+    assert!(
+        r.json()["message"].as_str().unwrap().contains("hots"),
+        "{}",
+        r.json()
+    );
     // ...and a good one makes the node ready.
     let r = send(gw.admin, None, post(yaml_for(up.addr))).await.unwrap();
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let hash = r.json()["configuration_hash"].as_str().unwrap().to_string();
     let r = send(gw.admin, None, get("/status/ready")).await.unwrap();
-    assert_eq!((r.status, r.json()["message"].as_str().unwrap()), (200, "ready"));
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().unwrap()),
+        (200, "ready")
+    );
     assert_eq!(gw.status().await["configuration_hash"], hash.as_str());
 }
 
@@ -78,7 +92,13 @@ async fn sigterm_drains_in_flight_requests() {
         .set("drain_timeout", "10")
         .declarative(&yaml_for(up.addr))
         .start();
-    assert_eq!(send(gw.admin, None, get("/status/ready")).await.unwrap().status, 200);
+    assert_eq!(
+        send(gw.admin, None, get("/status/ready"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 
     // A request that takes 2.5 s, under way when the signal comes.
     let slow = tokio::spawn(async move { send(proxy, None, get("/delay/2500")).await });
@@ -89,17 +109,34 @@ async fn sigterm_drains_in_flight_requests() {
 
     // 1. Readiness turns 503 at once; 2. traffic is still served.
     let r = send(gw.admin, None, get("/status/ready")).await.unwrap();
-    assert_eq!((r.status, r.json()["message"].as_str().unwrap()), (503, "draining"));
-    assert_eq!(send(proxy, None, get("/during-drain")).await.unwrap().status, 200);
+    assert_eq!(
+        (r.status, r.json()["message"].as_str().unwrap()),
+        (503, "draining")
+    );
+    assert_eq!(
+        send(proxy, None, get("/during-drain"))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
 
     // 3. After drain_delay, no new connections.
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert!(tokio::net::TcpStream::connect(proxy).await.is_err(), "still accepting after drain_delay");
+    assert!(
+        tokio::net::TcpStream::connect(proxy).await.is_err(),
+        "still accepting after drain_delay"
+    );
 
     // 4. The in-flight request completes; 5. the node exits 0.
     let r = slow.await.unwrap().expect("in-flight request completed");
     assert_eq!(r.status, 200);
-    assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0), "{}", gw.log());
+    assert_eq!(
+        gw.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        gw.log()
+    );
     let took = signalled.elapsed();
     assert!(took < Duration::from_secs(5), "drain took {took:?}");
     assert!(!gw.dir.path().join("prefix/pids/gateway.pid").exists());
@@ -109,17 +146,41 @@ async fn sigterm_drains_in_flight_requests() {
 async fn quit_and_health_commands() {
     let up = upstream("u").await;
     let mut gw = gateway().declarative(&yaml_for(up.addr)).start();
-    let health = bin().args(["health", "--conf"]).arg(&gw.conf).output().unwrap();
-    assert!(health.status.success(), "{}", String::from_utf8_lossy(&health.stdout));
+    let health = bin()
+        .args(["health", "--conf"])
+        .arg(&gw.conf)
+        .output()
+        .unwrap();
+    assert!(
+        health.status.success(),
+        "{}",
+        String::from_utf8_lossy(&health.stdout)
+    );
     assert!(String::from_utf8_lossy(&health.stdout).contains("ready"));
 
-    let quit = bin().args(["quit", "--conf"]).arg(&gw.conf).output().unwrap();
-    assert!(quit.status.success(), "{}", String::from_utf8_lossy(&quit.stderr));
+    let quit = bin()
+        .args(["quit", "--conf"])
+        .arg(&gw.conf)
+        .output()
+        .unwrap();
+    assert!(
+        quit.status.success(),
+        "{}",
+        String::from_utf8_lossy(&quit.stderr)
+    );
     assert_eq!(gw.wait_exit(Duration::from_secs(5)), Some(0));
 
-    let health = bin().args(["health", "--conf"]).arg(&gw.conf).output().unwrap();
+    let health = bin()
+        .args(["health", "--conf"])
+        .arg(&gw.conf)
+        .output()
+        .unwrap();
     assert!(!health.status.success());
-    let quit = bin().args(["quit", "--conf"]).arg(&gw.conf).output().unwrap();
+    let quit = bin()
+        .args(["quit", "--conf"])
+        .arg(&gw.conf)
+        .output()
+        .unwrap();
     assert!(!quit.status.success());
     assert!(String::from_utf8_lossy(&quit.stderr).contains("no gateway is running"));
 }
@@ -128,11 +189,18 @@ async fn quit_and_health_commands() {
 fn bad_configuration_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("gateway.conf");
-    std::fs::write(&conf, "proxy_listen = \"127.0.0.1:1 proxy_protocol\"\nadmin_lisen = \"x\"\n").unwrap();
+    std::fs::write(
+        &conf,
+        "proxy_listen = \"127.0.0.1:1 proxy_protocol\"\nadmin_lisen = \"x\"\n",
+    )
+    .unwrap();
     let out = bin().args(["start", "--conf"]).arg(&conf).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("`admin_lisen`") && err.contains("unknown configuration key"), "{err}");
+    assert!(
+        err.contains("`admin_lisen`") && err.contains("unknown configuration key"),
+        "{err}"
+    );
 
     let out = bin()
         .args(["start", "--conf"])
@@ -152,7 +220,11 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     assert!(err.contains("paths") && err.contains("nope"), "{err}");
     std::fs::write(&yaml, "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://x\n  routes:\n  - paths: [\"/ok\"]\n").unwrap();
     let out = bin().args(["config", "parse"]).arg(&yaml).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("parse successful: 1 services, 1 routes"));
 }
 
@@ -161,19 +233,40 @@ async fn tls_listener_with_self_signed_certificate_http2_and_proxy_protocol() {
     let up = upstream("u").await;
     let (plain, pp) = (free_port(), free_port());
     let gw = gateway()
-        .proxy_listen(&format!("127.0.0.1:{plain} ssl http2, 127.0.0.1:{pp} ssl proxy_protocol"))
+        .proxy_listen(&format!(
+            "127.0.0.1:{plain} ssl http2, 127.0.0.1:{pp} ssl proxy_protocol"
+        ))
         .declarative(&yaml_for(up.addr))
         .start();
-    let (ok, out) = curl(&["-k", "--http2", "-w", "\n%{http_version}", &format!("https://127.0.0.1:{plain}/tls")]);
+    let (ok, out) = curl(&[
+        "-k",
+        "--http2",
+        "-w",
+        "\n%{http_version}",
+        &format!("https://127.0.0.1:{plain}/tls"),
+    ]);
     assert!(ok, "{out}\n{}", gw.log());
     assert!(out.trim_end().ends_with("\n2"), "not HTTP/2: {out}");
     assert!(out.contains("\"x-forwarded-proto\":\"https\""), "{out}");
 
     // PROXY header first, then the TLS handshake (as behind an ELB on 443).
-    let (ok, out) = curl(&["-k", "--haproxy-protocol", "--interface", "127.0.0.6", &format!("https://127.0.0.1:{pp}/tls")]);
+    let (ok, out) = curl(&[
+        "-k",
+        "--haproxy-protocol",
+        "--interface",
+        "127.0.0.6",
+        &format!("https://127.0.0.1:{pp}/tls"),
+    ]);
     assert!(ok, "{out}");
     assert!(out.contains("\"x-real-ip\":\"127.0.0.6\""), "{out}");
     // Without http2 on the listener, ALPN offers only HTTP/1.1.
-    let (ok, out) = curl(&["-k", "--http2", "--haproxy-protocol", "-w", "\n%{http_version}", &format!("https://127.0.0.1:{pp}/tls")]);
+    let (ok, out) = curl(&[
+        "-k",
+        "--http2",
+        "--haproxy-protocol",
+        "-w",
+        "\n%{http_version}",
+        &format!("https://127.0.0.1:{pp}/tls"),
+    ]);
     assert!(ok && out.trim_end().ends_with("1.1"), "{out}");
 }

@@ -28,11 +28,17 @@ async fn setup() -> Setup {
         .set("proxy_protocol_timeout", "1")
         .declarative(&yaml)
         .start();
-    Setup { gw, proxy: format!("127.0.0.1:{port}").parse().unwrap(), _up: up }
+    Setup {
+        gw,
+        proxy: format!("127.0.0.1:{port}").parse().unwrap(),
+        _up: up,
+    }
 }
 
 fn echoed(body: &str) -> serde_json::Value {
-    let start = body.find('{').unwrap_or_else(|| panic!("no JSON in: {body}"));
+    let start = body
+        .find('{')
+        .unwrap_or_else(|| panic!("no JSON in: {body}"));
     serde_json::from_str(&body[start..]).unwrap()
 }
 
@@ -52,27 +58,45 @@ async fn real_peers_carry_the_client_address() {
     // connects from 127.0.0.7; HAProxy reaches the node from 127.0.0.1.
     for mode in ["send-proxy", "send-proxy-v2"] {
         let lb = haproxy(s.proxy, mode);
-        let (ok, out) = curl(&["--interface", "127.0.0.7", &format!("http://{}/who", lb.addr)]);
+        let (ok, out) = curl(&[
+            "--interface",
+            "127.0.0.7",
+            &format!("http://{}/who", lb.addr),
+        ]);
         assert!(ok, "{mode}: {out}");
         let j = echoed(&out);
         assert_eq!(j["headers"]["x-real-ip"], "127.0.0.7", "{mode}");
         assert_eq!(j["headers"]["x-forwarded-for"], "127.0.0.7", "{mode}");
-        assert_eq!(j["headers"]["x-forwarded-port"], lb.addr.port().to_string(), "{mode}");
+        assert_eq!(
+            j["headers"]["x-forwarded-port"],
+            lb.addr.port().to_string(),
+            "{mode}"
+        );
     }
 
     // A raw v1 header naming a public client.
-    let r = send(s.proxy, Some(&v1("203.0.113.7", 80)), get("/raw")).await.unwrap();
+    let r = send(s.proxy, Some(&v1("203.0.113.7", 80)), get("/raw"))
+        .await
+        .unwrap();
     let j = r.json();
     assert_eq!(j["headers"]["x-real-ip"], "203.0.113.7");
     assert_eq!(j["headers"]["x-forwarded-port"], "80");
     assert_eq!(j["headers"]["x-forwarded-proto"], "http");
 
     // v2 LOCAL (a health check): the socket address is the client.
-    let r = send(s.proxy, Some(&v2_local()), get("/local")).await.unwrap();
+    let r = send(s.proxy, Some(&v2_local()), get("/local"))
+        .await
+        .unwrap();
     assert_eq!(r.json()["headers"]["x-real-ip"], "127.0.0.1");
 
     // v2 PROXY with a good CRC32C TLV.
-    let r = send(s.proxy, Some(&v2_ipv4([198, 51, 100, 4], true, false)), get("/crc")).await.unwrap();
+    let r = send(
+        s.proxy,
+        Some(&v2_ipv4([198, 51, 100, 4], true, false)),
+        get("/crc"),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.json()["headers"]["x-real-ip"], "198.51.100.4");
 }
 
@@ -91,7 +115,10 @@ async fn rejected(addr: SocketAddr, bytes: &[u8], then_wait: bool) -> (Vec<u8>, 
         Ok(Ok(_)) => {}
         // A reset is also a close.
         Ok(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
-        Err(_) => panic!("connection not closed for {:?}", String::from_utf8_lossy(bytes)),
+        Err(_) => panic!(
+            "connection not closed for {:?}",
+            String::from_utf8_lossy(bytes)
+        ),
     }
     (got, start.elapsed())
 }
@@ -106,9 +133,15 @@ async fn bad_headers_close_the_connection_and_nothing_else() {
         ("missing", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec()),
         ("bad family", b"PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n".to_vec()),
         ("missing fields", b"PROXY TCP4 1.2.3.4\r\n".to_vec()),
-        ("LF only", b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nGET / HTTP/1.1\r\n\r\n".to_vec()),
+        (
+            "LF only",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\nGET / HTTP/1.1\r\n\r\n".to_vec(),
+        ),
         ("family mismatch", b"PROXY TCP4 ::1 ::1 1 2\r\n".to_vec()),
-        ("port out of range", b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n".to_vec()),
+        (
+            "port out of range",
+            b"PROXY TCP4 1.2.3.4 5.6.7.8 1 65536\r\n".to_vec(),
+        ),
         ("oversized v1", too_long),
         ("v2 bad version", {
             let mut h = v2_ipv4([1, 2, 3, 4], false, false);
@@ -123,7 +156,11 @@ async fn bad_headers_close_the_connection_and_nothing_else() {
             bytes.extend_from_slice(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
         }
         let (got, _) = rejected(s.proxy, &bytes, true).await;
-        assert!(got.is_empty(), "{name}: the node answered: {}", String::from_utf8_lossy(&got));
+        assert!(
+            got.is_empty(),
+            "{name}: the node answered: {}",
+            String::from_utf8_lossy(&got)
+        );
     }
 
     // Partial header, then EOF.
@@ -133,7 +170,10 @@ async fn bad_headers_close_the_connection_and_nothing_else() {
     // Slow: the header never completes; closed after proxy_protocol_timeout (1 s).
     let (got, waited) = rejected(s.proxy, b"PROXY TCP4 1.2.3.4 ", true).await;
     assert!(got.is_empty());
-    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(3), "{waited:?}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
 
     // Slow but in time: one byte every 10 ms is fine.
     let mut stream = TcpStream::connect(s.proxy).await.unwrap();
@@ -151,14 +191,20 @@ async fn bad_headers_close_the_connection_and_nothing_else() {
     assert!(out.contains("203.0.113.9"));
 
     // Everyone else is still served, and the closes were counted.
-    let r = send(s.proxy, Some(&v1("203.0.113.1", 80)), get("/after")).await.unwrap();
+    let r = send(s.proxy, Some(&v1("203.0.113.1", 80)), get("/after"))
+        .await
+        .unwrap();
     assert_eq!(r.status, 200);
     let st = s.gw.status().await;
     let pp = &st["proxy_protocol"];
     assert_eq!(pp["rejected_missing"], 1, "{st}");
     assert_eq!(pp["rejected_timeout"], 1, "{st}");
     // Every case but `missing` is malformed; the partial one ended in EOF.
-    assert_eq!(pp["rejected_malformed"].as_u64().unwrap(), cases.len() as u64 - 1, "{st}");
+    assert_eq!(
+        pp["rejected_malformed"].as_u64().unwrap(),
+        cases.len() as u64 - 1,
+        "{st}"
+    );
     assert_eq!(pp["rejected_closed"], 1, "{st}");
 }
 

@@ -67,11 +67,24 @@ async fn setup() -> Setup {
         .proxy_listen(&format!("127.0.0.1:{port}"))
         .declarative(&config(a.addr, b.addr, free_port()))
         .start();
-    Setup { gw, proxy: format!("127.0.0.1:{port}").parse().unwrap(), _a: a, _b: b }
+    Setup {
+        gw,
+        proxy: format!("127.0.0.1:{port}").parse().unwrap(),
+        _a: a,
+        _b: b,
+    }
 }
 
-fn req(method: &str, path: &str, host: &str, headers: &[(&str, &str)]) -> http::Request<Full<Bytes>> {
-    let mut b = http::Request::builder().method(method).uri(path).header("host", host);
+fn req(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+) -> http::Request<Full<Bytes>> {
+    let mut b = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
@@ -99,17 +112,34 @@ async fn kong_route_semantics() {
     assert_eq!(j["headers"]["x-kong-request-id"], id);
 
     // A plain prefix also matches a longer word, as in Kong.
-    assert_eq!(call(&s, req("GET", "/echoes", "h", &[])).await.json()["uri"], "/es");
-    assert_eq!(call(&s, req("GET", "/keep/x", "h", &[])).await.json()["uri"], "/keep/x");
-    assert_eq!(call(&s, req("GET", "/based/x", "h", &[])).await.json()["uri"], "/base/x");
-    assert_eq!(call(&s, req("GET", "/based", "h", &[])).await.json()["uri"], "/base");
+    assert_eq!(
+        call(&s, req("GET", "/echoes", "h", &[])).await.json()["uri"],
+        "/es"
+    );
+    assert_eq!(
+        call(&s, req("GET", "/keep/x", "h", &[])).await.json()["uri"],
+        "/keep/x"
+    );
+    assert_eq!(
+        call(&s, req("GET", "/based/x", "h", &[])).await.json()["uri"],
+        "/base/x"
+    );
+    assert_eq!(
+        call(&s, req("GET", "/based", "h", &[])).await.json()["uri"],
+        "/base"
+    );
 
     // Wildcard host with any port; no paths means every path.
-    let j = call(&s, req("GET", "/zzz", "API.example.com:8000", &[])).await.json();
+    let j = call(&s, req("GET", "/zzz", "API.example.com:8000", &[]))
+        .await
+        .json();
     assert_eq!(j["uri"], "/zzz");
 
     // Regex paths are anchored at the start; `$` anchors the end.
-    assert_eq!(call(&s, req("GET", "/items/42", "h", &[])).await.status, 200);
+    assert_eq!(
+        call(&s, req("GET", "/items/42", "h", &[])).await.status,
+        200
+    );
     let miss = call(&s, req("GET", "/items/42/x", "h", &[])).await;
     assert_eq!(miss.status, 404);
     let j = miss.json();
@@ -117,12 +147,19 @@ async fn kong_route_semantics() {
     assert_eq!(j["request_id"], miss.header("x-kong-request-id").unwrap());
 
     // preserve_host.
-    let j = call(&s, req("GET", "/preserve", "my.host:1234", &[])).await.json();
+    let j = call(&s, req("GET", "/preserve", "my.host:1234", &[]))
+        .await
+        .json();
     assert_eq!(j["headers"]["host"], "my.host:1234");
 
     // Methods and headers pick between routes on the same path.
-    assert_eq!(call(&s, req("POST", "/m", "h", &[])).await.json()["uri"], "/");
-    let j = call(&s, req("GET", "/m/x", "h", &[("x-version", "V2")])).await.json();
+    assert_eq!(
+        call(&s, req("POST", "/m", "h", &[])).await.json()["uri"],
+        "/"
+    );
+    let j = call(&s, req("GET", "/m/x", "h", &[("x-version", "V2")]))
+        .await
+        .json();
     assert_eq!(j["uri"], "/base/x");
     assert_eq!(call(&s, req("GET", "/m", "h", &[])).await.status, 404);
 
@@ -140,7 +177,9 @@ async fn balancing_and_upstream_errors() {
     for _ in 0..10 {
         let r = call(&s, req("GET", "/lb", "h", &[])).await;
         assert_eq!(r.status, 200);
-        *seen.entry(r.header("x-upstream").unwrap().to_string()).or_insert(0) += 1;
+        *seen
+            .entry(r.header("x-upstream").unwrap().to_string())
+            .or_insert(0) += 1;
     }
     assert_eq!(seen.get("a"), Some(&5), "{seen:?}");
     assert_eq!(seen.get("b"), Some(&5), "{seen:?}");
@@ -148,7 +187,10 @@ async fn balancing_and_upstream_errors() {
     // Nothing listens: 502 after the retries, with Kong's message.
     let r = call(&s, req("GET", "/dead", "h", &[])).await;
     assert_eq!(r.status, 502);
-    assert_eq!(r.json()["message"], "An invalid response was received from the upstream server");
+    assert_eq!(
+        r.json()["message"],
+        "An invalid response was received from the upstream server"
+    );
     assert!(r.header("x-kong-request-id").is_some());
 
     // The upstream answers after read_timeout: 504.
@@ -156,7 +198,11 @@ async fn balancing_and_upstream_errors() {
     let r = call(&s, req("GET", "/delay/1500", "h", &[])).await;
     assert_eq!(r.status, 504);
     assert_eq!(r.json()["message"], "The upstream server is timing out");
-    assert!(start.elapsed() < std::time::Duration::from_millis(1200), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < std::time::Duration::from_millis(1200),
+        "{:?}",
+        start.elapsed()
+    );
 
     // The node is unharmed.
     assert_eq!(call(&s, req("GET", "/echo", "h", &[])).await.status, 200);

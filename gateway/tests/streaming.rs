@@ -19,12 +19,17 @@ async fn large_bodies_stream_with_flat_memory() {
         "_format_version: \"3.0\"\nservices:\n- name: echo\n  url: http://{}\n  routes:\n  - paths: [\"/\"]\n",
         up.addr
     );
-    let gw = gateway().proxy_listen(&proxy.to_string()).declarative(&yaml).start();
+    let gw = gateway()
+        .proxy_listen(&proxy.to_string())
+        .declarative(&yaml)
+        .start();
     let before = gw.peak_rss_kib();
 
     // Download: the upstream produces 128 MiB in 64 KiB frames.
     let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     let req = http::Request::get(format!("/bytes/{SIZE}"))
         .header("host", "x")
@@ -35,15 +40,24 @@ async fn large_bodies_stream_with_flat_memory() {
     let mut body = resp.into_body();
     let mut got = 0u64;
     while let Some(frame) = body.frame().await {
-        got += frame.unwrap().into_data().map(|d| d.len() as u64).unwrap_or(0);
+        got += frame
+            .unwrap()
+            .into_data()
+            .map(|d| d.len() as u64)
+            .unwrap_or(0);
     }
     assert_eq!(got, SIZE);
 
     // Upload: 128 MiB with no content-length (chunked), counted by the upstream.
     let stream = tokio::net::TcpStream::connect(proxy).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
-    let req = http::Request::post("/upload").header("host", "x").body(Chunks::new(SIZE)).unwrap();
+    let req = http::Request::post("/upload")
+        .header("host", "x")
+        .body(Chunks::new(SIZE))
+        .unwrap();
     let resp = tx.send_request(req).await.unwrap();
     assert_eq!(resp.status(), 200);
     let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -52,5 +66,8 @@ async fn large_bodies_stream_with_flat_memory() {
 
     let after = gw.peak_rss_kib();
     eprintln!("gateway peak RSS: {before} KiB at start, {after} KiB after 2 x 128 MiB");
-    assert!(after < before + 32 * 1024, "memory grew with the body: {before} -> {after} KiB");
+    assert!(
+        after < before + 32 * 1024,
+        "memory grew with the body: {before} -> {after} KiB"
+    );
 }

@@ -113,7 +113,9 @@ impl Config {
                 .parse()
                 .map_err(|e: toml::de::Error| err("-", format!("not valid TOML: {e}")))?;
             for (key, value) in table {
-                config.set(&key, Value::Toml(value)).map_err(|m| err(&key, m))?;
+                config
+                    .set(&key, Value::Toml(value))
+                    .map_err(|m| err(&key, m))?;
             }
         }
         for (name, value) in env {
@@ -171,7 +173,10 @@ impl Config {
             "log_level" => {
                 let level = v.string()?;
                 if !LOG_LEVELS.contains(&level.as_str()) {
-                    return Err(format!("`{level}` is not one of: {}", LOG_LEVELS.join(", ")));
+                    return Err(format!(
+                        "`{level}` is not one of: {}",
+                        LOG_LEVELS.join(", ")
+                    ));
                 }
                 self.log_level = level;
             }
@@ -209,7 +214,12 @@ impl Config {
     /// Rules that span keys.
     fn check(&self) -> Result<(), (&'static str, String)> {
         for (cert, key, cert_name, key_name) in [
-            (&self.ssl_cert, &self.ssl_cert_key, "ssl_cert", "ssl_cert_key"),
+            (
+                &self.ssl_cert,
+                &self.ssl_cert_key,
+                "ssl_cert",
+                "ssl_cert_key",
+            ),
             (
                 &self.admin_ssl_cert,
                 &self.admin_ssl_cert_key,
@@ -218,7 +228,10 @@ impl Config {
             ),
         ] {
             if cert.is_some() != key.is_some() {
-                return Err((cert_name, format!("`{cert_name}` and `{key_name}` go together: set both or neither")));
+                return Err((
+                    cert_name,
+                    format!("`{cert_name}` and `{key_name}` go together: set both or neither"),
+                ));
             }
         }
         if self.database == Database::Postgres {
@@ -325,11 +338,14 @@ impl Value {
 
     fn list(self) -> Result<Vec<String>, String> {
         match self {
-            Value::Toml(toml::Value::Array(items)) => items
-                .into_iter()
-                .map(|i| Value::Toml(i).string())
-                .collect(),
-            v => Ok(v.string()?.split(',').map(|s| s.trim().to_string()).collect()),
+            Value::Toml(toml::Value::Array(items)) => {
+                items.into_iter().map(|i| Value::Toml(i).string()).collect()
+            }
+            v => Ok(v
+                .string()?
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .collect()),
         }
     }
 }
@@ -346,7 +362,10 @@ mod tests {
     }
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -369,7 +388,11 @@ mod tests {
         );
         let c = Config::load(
             Some(f.path()),
-            env(&[("GATEWAY_DRAIN_DELAY", "2"), ("GATEWAY_LOG_LEVEL", "debug"), ("OTHER", "x")]),
+            env(&[
+                ("GATEWAY_DRAIN_DELAY", "2"),
+                ("GATEWAY_LOG_LEVEL", "debug"),
+                ("OTHER", "x"),
+            ]),
         )
         .unwrap();
         assert!(c.proxy_listen[0].proxy_protocol);
@@ -382,20 +405,32 @@ mod tests {
     #[test]
     fn unknown_key_and_bad_values_name_the_key() {
         let f = file("proxy_lisen = \"127.0.0.1:9000\"\n");
-        let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
-        assert!(e.contains("`proxy_lisen`: unknown configuration key"), "{e}");
+        let e = Config::load(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`proxy_lisen`: unknown configuration key"),
+            "{e}"
+        );
 
         let f = file("drain_timeout = \"soon\"\n");
-        let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        let e = Config::load(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`drain_timeout`: `soon` is not a number"), "{e}");
 
         let e = Config::load(None, env(&[("GATEWAY_ADMIN_LISTEN", "127.0.0.1:1 tls")]))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("GATEWAY_ADMIN_LISTEN") && e.contains("unknown flag `tls`"), "{e}");
+        assert!(
+            e.contains("GATEWAY_ADMIN_LISTEN") && e.contains("unknown flag `tls`"),
+            "{e}"
+        );
 
         let f = file("ssl_cert = \"/tmp/a.crt\"\n");
-        let e = Config::load(Some(f.path()), env(&[])).unwrap_err().to_string();
+        let e = Config::load(Some(f.path()), env(&[]))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("`ssl_cert`"), "{e}");
     }
 }

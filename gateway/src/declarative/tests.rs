@@ -36,7 +36,10 @@ fn kong_style_file_loads() {
     let e = parse(KONG_STYLE).unwrap();
     assert_eq!(e.services.len(), 2);
     let s = &e.services[0];
-    assert_eq!((s.host.as_str(), s.port, s.path.as_deref()), ("127.0.0.1", 9000, Some("/base")));
+    assert_eq!(
+        (s.host.as_str(), s.port, s.path.as_deref()),
+        ("127.0.0.1", 9000, Some("/base"))
+    );
     assert_eq!((s.retries, s.read_timeout), (2, 60_000));
     assert_eq!(e.routes.len(), 2);
     assert_eq!(e.routes[0].service, Some(ForeignKey { id: s.id }));
@@ -44,8 +47,19 @@ fn kong_style_file_loads() {
     assert_eq!(e.routes[1].service.unwrap().id, e.services[1].id);
     assert_eq!(e.routes[1].headers["x-version"], vec!["v1".to_string()]);
     assert_eq!(e.routes[1].protocols, vec![Protocol::Http, Protocol::Https]);
-    let targets: Vec<_> = e.targets.iter().map(|t| (t.target.as_str(), t.weight)).collect();
-    assert_eq!(targets, [("127.0.0.1:9001", 50), ("[::1]:8000", 100), ("localhost:9003", 100)]);
+    let targets: Vec<_> = e
+        .targets
+        .iter()
+        .map(|t| (t.target.as_str(), t.weight))
+        .collect();
+    assert_eq!(
+        targets,
+        [
+            ("127.0.0.1:9001", 50),
+            ("[::1]:8000", 100),
+            ("localhost:9003", 100)
+        ]
+    );
     // Ids derived from names are stable, so every node agrees on them.
     assert_eq!(parse(KONG_STYLE).unwrap(), e);
 }
@@ -57,24 +71,41 @@ fn error_of(text: &str) -> String {
 #[test]
 fn errors_point_to_entity_and_field() {
     let e = error_of("_format_version: \"3.0\"\nservices:\n- name: a\n  host: x\n  prot: http\n");
-    assert!(e.contains("services[0]") && e.contains("unknown field `prot`"), "{e}");
+    assert!(
+        e.contains("services[0]") && e.contains("unknown field `prot`"),
+        "{e}"
+    );
 
     let e = error_of("_format_version: \"3.0\"\nservices:\n- name: a\n  url: ftp://x\n");
-    assert!(e.starts_with("services[0] (name=a).url: `ftp` is not supported"), "{e}");
+    assert!(
+        e.starts_with("services[0] (name=a).url: `ftp` is not supported"),
+        "{e}"
+    );
 
     let e = error_of("_format_version: \"3.0\"\nservices:\n- name: a\n  host: x\n  routes:\n  - name: r\n    paths: [/a]\n    strip_path: maybe\n");
     assert!(e.contains("services[0].routes[0].strip_path"), "{e}");
 
-    let e = error_of("_format_version: \"3.0\"\nroutes:\n- name: r\n  service: nope\n  paths: [/a]\n");
-    assert!(e.starts_with("routes[0] (name=r).service: no such service"), "{e}");
+    let e =
+        error_of("_format_version: \"3.0\"\nroutes:\n- name: r\n  service: nope\n  paths: [/a]\n");
+    assert!(
+        e.starts_with("routes[0] (name=r).service: no such service"),
+        "{e}"
+    );
 
-    let e = error_of("_format_version: \"3.0\"\nservices:\n- {name: a, host: x}\n- {name: a, host: y}\n");
-    assert!(e.contains("services[1] (name=a).name: another service is named `a`"), "{e}");
+    let e = error_of(
+        "_format_version: \"3.0\"\nservices:\n- {name: a, host: x}\n- {name: a, host: y}\n",
+    );
+    assert!(
+        e.contains("services[1] (name=a).name: another service is named `a`"),
+        "{e}"
+    );
 
     let e = error_of("_format_version: \"1.1\"\n");
     assert!(e.starts_with("_format_version"), "{e}");
 
-    let e = error_of("_format_version: \"3.0\"\nupstreams:\n- name: u\n  targets:\n  - target: \"a:b:c\"\n");
+    let e = error_of(
+        "_format_version: \"3.0\"\nupstreams:\n- name: u\n  targets:\n  - target: \"a:b:c\"\n",
+    );
     assert!(e.contains("upstreams[0] (name=u).targets[0].target"), "{e}");
 
     let e = error_of("_format_version: \"3.0\"\nservices: [\n");
@@ -85,7 +116,10 @@ fn errors_point_to_entity_and_field() {
 fn host_port_forms() {
     assert_eq!(split_host_port("a.b:80").unwrap(), ("a.b".into(), Some(80)));
     assert_eq!(split_host_port("::1").unwrap(), ("::1".into(), None));
-    assert_eq!(split_host_port("[::1]:81").unwrap(), ("::1".into(), Some(81)));
+    assert_eq!(
+        split_host_port("[::1]:81").unwrap(),
+        ("::1".into(), Some(81))
+    );
     assert!(split_host_port("a:0").is_err());
     assert!(split_host_port("a:x").is_err());
     assert_eq!(format_host_port("::1", 80), "[::1]:80");

@@ -102,7 +102,9 @@ pub fn apply(
     set(headers, &X_FORWARDED_HOST, keep_client_values, || {
         HeaderValue::from_str(host).unwrap_or(HeaderValue::from_static(""))
     });
-    set(headers, &X_FORWARDED_PORT, keep_client_values, || conn.port_value.clone());
+    set(headers, &X_FORWARDED_PORT, keep_client_values, || {
+        conn.port_value.clone()
+    });
     set(headers, &X_FORWARDED_PATH, keep_client_values, || {
         HeaderValue::from_str(path).unwrap_or(HeaderValue::from_static("/"))
     });
@@ -117,7 +119,12 @@ pub fn apply(
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &HeaderName, keep: bool, value: impl FnOnce() -> HeaderValue) {
+fn set(
+    headers: &mut HeaderMap,
+    name: &HeaderName,
+    keep: bool,
+    value: impl FnOnce() -> HeaderValue,
+) {
     if keep && headers.contains_key(name) {
         return;
     }

@@ -59,7 +59,10 @@ async fn proxy(
     let host_header = req.headers().get(header::HOST).cloned();
     let host = match uri.authority() {
         Some(a) => a.as_str(),
-        None => host_header.as_ref().and_then(|h| h.to_str().ok()).unwrap_or(""),
+        None => host_header
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or(""),
     };
     let path = uri.path();
     let found = snapshot.router.find(&RouteRequest {
@@ -69,7 +72,11 @@ async fn proxy(
         headers: req.headers(),
     });
     let Some(found) = found else {
-        return error(StatusCode::NOT_FOUND, "no Route matched with those values", id);
+        return error(
+            StatusCode::NOT_FOUND,
+            "no Route matched with those values",
+            id,
+        );
     };
     let route = &snapshot.routes[found.route];
     let https = conn.scheme == Protocol::Https;
@@ -77,19 +84,34 @@ async fn proxy(
         return protocol_mismatch(route, &req, id);
     }
     let Some(service) = route.service.as_deref() else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "no Service found with those values", id);
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Service found with those values",
+            id,
+        );
     };
-    let Some(upstream_uri) = upstream_path::build(&uri, found.matched_path_len, route, service) else {
+    let Some(upstream_uri) = upstream_path::build(&uri, found.matched_path_len, route, service)
+    else {
         return error(StatusCode::BAD_REQUEST, "Bad request", id);
     };
-    let stripped = route.strip_path.then(|| &path[..found.matched_path_len.min(path.len())]);
-    let original_host = host_header
-        .clone()
-        .or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let stripped = route
+        .strip_path
+        .then(|| &path[..found.matched_path_len.min(path.len())]);
+    let original_host = host_header.clone().or_else(|| {
+        uri.authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
 
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
-    forwarded::apply(headers, conn, &shared.forwarding, host_without_port(host), path, stripped);
+    forwarded::apply(
+        headers,
+        conn,
+        &shared.forwarding,
+        host_without_port(host),
+        path,
+        stripped,
+    );
     headers.insert(&REQUEST_ID, id.clone());
     *req.uri_mut() = upstream_uri;
     *req.version_mut() = Version::HTTP_11;
@@ -116,7 +138,11 @@ async fn forward(
     let mut tries = 0;
     while tries <= service.retries {
         let Some(target) = service.balancer.next() else {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "failure to get a peer from the ring-balancer", id);
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "failure to get a peer from the ring-balancer",
+                id,
+            );
         };
         let mut conn = match target.pool.checkout(service.connect_timeout).await {
             Ok(c) => c,
@@ -129,7 +155,9 @@ async fn forward(
         };
         let mut r = pending.take().expect("request present until sent");
         let host = match (&service.host_header, preserve_host) {
-            (_, true) => original_host.clone().unwrap_or_else(|| target.host_header.clone()),
+            (_, true) => original_host
+                .clone()
+                .unwrap_or_else(|| target.host_header.clone()),
             (Some(h), false) => h.clone(),
             (None, false) => target.host_header.clone(),
         };
@@ -145,17 +173,33 @@ async fn forward(
             }
             Sent::Failed(e) => {
                 tracing::warn!(request_id = ?id, "upstream request failed: {e}");
-                return error(StatusCode::BAD_GATEWAY, "An invalid response was received from the upstream server", id);
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "An invalid response was received from the upstream server",
+                    id,
+                );
             }
             Sent::TimedOut => {
-                return error(StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out", id);
+                return error(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The upstream server is timing out",
+                    id,
+                );
             }
         }
     }
     if timed_out {
-        error(StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out", id)
+        error(
+            StatusCode::GATEWAY_TIMEOUT,
+            "The upstream server is timing out",
+            id,
+        )
     } else {
-        error(StatusCode::BAD_GATEWAY, "An invalid response was received from the upstream server", id)
+        error(
+            StatusCode::BAD_GATEWAY,
+            "An invalid response was received from the upstream server",
+            id,
+        )
     }
 }
 
@@ -202,7 +246,10 @@ async fn send(
 
 fn wait_for(service: &ServiceEntry, progress: Option<&Progress>) -> Duration {
     match progress {
-        Some(p) if !p.is_done() => service.write_timeout.saturating_sub(p.idle()).max(Duration::from_millis(1)),
+        Some(p) if !p.is_done() => service
+            .write_timeout
+            .saturating_sub(p.idle())
+            .max(Duration::from_millis(1)),
         _ => service.read_timeout,
     }
 }
@@ -218,12 +265,16 @@ fn request_host<B>(req: &Request<B>) -> Option<&str> {
     if let Some(a) = req.uri().authority() {
         return Some(a.as_str());
     }
-    req.headers().get(header::HOST).and_then(|h| h.to_str().ok())
+    req.headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
 }
 
 fn host_without_port(host: &str) -> &str {
     if host.starts_with('[') {
-        return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
+        return host
+            .split_once(']')
+            .map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
     host.rsplit_once(':').map_or(host, |(h, _)| h)
 }
@@ -254,12 +305,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn protocol_mismatch<B>(route: &RouteEntry, req: &Request<B>, id: &HeaderValue) -> Response<ProxyBody> {
+fn protocol_mismatch<B>(
+    route: &RouteEntry,
+    req: &Request<B>,
+    id: &HeaderValue,
+) -> Response<ProxyBody> {
     let code = route.https_redirect_status_code;
     if code == 426 {
-        let mut r = error(StatusCode::UPGRADE_REQUIRED, "Please use HTTPS protocol", id);
-        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("TLS/1.2, HTTP/1.1"));
+        let mut r = error(
+            StatusCode::UPGRADE_REQUIRED,
+            "Please use HTTPS protocol",
+            id,
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        r.headers_mut().insert(
+            header::UPGRADE,
+            HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
+        );
         return r;
     }
     let host = host_without_port(request_host(req).unwrap_or("localhost"));

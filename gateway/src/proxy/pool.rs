@@ -104,7 +104,10 @@ impl Pool {
     /// Returns a connection whose response was read to the end.
     pub fn checkin(&self, conn: Conn) {
         let used = conn.used + 1;
-        if self.settings.max_idle == 0 || used >= self.settings.max_requests || conn.sender.is_closed() {
+        if self.settings.max_idle == 0
+            || used >= self.settings.max_requests
+            || conn.sender.is_closed()
+        {
             return;
         }
         // A full pool drops the connection, as nginx's keepalive does.

@@ -7,13 +7,20 @@ use crate::model::PathHandling;
 use crate::snapshot::{RouteEntry, ServiceEntry};
 
 /// The origin-form URI for the upstream request; None if it cannot be formed.
-pub fn build(uri: &Uri, matched_len: usize, route: &RouteEntry, service: &ServiceEntry) -> Option<Uri> {
+pub fn build(
+    uri: &Uri,
+    matched_len: usize,
+    route: &RouteEntry,
+    service: &ServiceEntry,
+) -> Option<Uri> {
     let path = uri.path();
     let service_path = service.path.as_deref();
     let rest = match (route.strip_path, route.path_handling) {
         (true, _) => &path[matched_len.min(path.len())..],
         // v1 joins the service path and the request path minus its first slash.
-        (false, PathHandling::V1) if service_path.is_some() => path.strip_prefix('/').unwrap_or(path),
+        (false, PathHandling::V1) if service_path.is_some() => {
+            path.strip_prefix('/').unwrap_or(path)
+        }
         (false, _) => path,
     };
     // Nothing to change: reuse the client's target as it is.

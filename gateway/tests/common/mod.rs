@@ -19,13 +19,20 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Finds a program on PATH or in the sbin directories Debian puts servers in.
 pub fn program(name: &str) -> PathBuf {
     let path = std::env::var("PATH").unwrap_or_default();
-    for dir in path.split(':').chain(["/usr/sbin", "/sbin", "/usr/local/sbin"]) {
+    for dir in path
+        .split(':')
+        .chain(["/usr/sbin", "/sbin", "/usr/local/sbin"])
+    {
         let p = Path::new(dir).join(name);
         if p.is_file() {
             return p;
@@ -49,7 +56,10 @@ pub struct GatewayBuilder {
 }
 
 pub fn gateway() -> GatewayBuilder {
-    GatewayBuilder { lines: Vec::new(), declarative: None }
+    GatewayBuilder {
+        lines: Vec::new(),
+        declarative: None,
+    }
 }
 
 impl GatewayBuilder {
@@ -104,7 +114,12 @@ impl GatewayBuilder {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut gw = Gateway { child, dir, admin, conf: conf_path };
+        let mut gw = Gateway {
+            child,
+            dir,
+            admin,
+            conf: conf_path,
+        };
         let admin_on = !conf.contains("admin_listen = \"off\"");
         gw.wait_until(|gw| !admin_on || std::net::TcpStream::connect(gw.admin).is_ok());
         gw
@@ -126,7 +141,11 @@ impl Gateway {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("gateway exited early with {status}:\n{}", self.log());
             }
-            assert!(start.elapsed() < Duration::from_secs(20), "gateway did not start:\n{}", self.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "gateway did not start:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -142,7 +161,11 @@ impl Gateway {
             if let Some(s) = self.child.try_wait().unwrap() {
                 return s.code();
             }
-            assert!(start.elapsed() < within, "gateway still running after {within:?}:\n{}", self.log());
+            assert!(
+                start.elapsed() < within,
+                "gateway still running after {within:?}:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -199,7 +222,9 @@ pub async fn upstream(name: &'static str) -> Upstream {
     let addr = listener.local_addr().unwrap();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((stream, peer)) = listener.accept().await else { continue };
+            let Ok((stream, peer)) = listener.accept().await else {
+                continue;
+            };
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| echo(name, peer, req));
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -213,13 +238,19 @@ pub async fn upstream(name: &'static str) -> Upstream {
 
 type EchoBody = http_body_util::Either<Full<Bytes>, Chunks>;
 
-async fn echo(name: &'static str, peer: SocketAddr, req: Request<Incoming>) -> Result<Response<EchoBody>, Infallible> {
+async fn echo(
+    name: &'static str,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<EchoBody>, Infallible> {
     let path = req.uri().path().to_string();
     let json = |v: serde_json::Value| {
         Response::builder()
             .header("content-type", "application/json")
             .header("x-upstream", name)
-            .body(http_body_util::Either::Left(Full::new(Bytes::from(v.to_string()))))
+            .body(http_body_util::Either::Left(Full::new(Bytes::from(
+                v.to_string(),
+            ))))
             .unwrap()
     };
     if let Some(ms) = path.strip_prefix("/delay/") {
@@ -235,7 +266,11 @@ async fn echo(name: &'static str, peer: SocketAddr, req: Request<Incoming>) -> R
     }
     if let Some(code) = path.strip_prefix("/status/") {
         let mut r = json(serde_json::json!({"status": code}));
-        *r.status_mut() = code.parse::<u16>().ok().and_then(|c| http::StatusCode::from_u16(c).ok()).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        *r.status_mut() = code
+            .parse::<u16>()
+            .ok()
+            .and_then(|c| http::StatusCode::from_u16(c).ok())
+            .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         return Ok(r);
     }
     if path == "/upload" {
@@ -277,7 +312,10 @@ pub struct Chunks {
 
 impl Chunks {
     pub fn new(n: u64) -> Self {
-        Chunks { left: n, chunk: Bytes::from(vec![b'x'; 64 * 1024]) }
+        Chunks {
+            left: n,
+            chunk: Bytes::from(vec![b'x'; 64 * 1024]),
+        }
     }
 }
 
@@ -322,11 +360,18 @@ impl Reply {
 }
 
 pub fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(path).header("host", "test.local").body(Full::new(Bytes::new())).unwrap()
+    Request::get(path)
+        .header("host", "test.local")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
 }
 
 /// Sends one request on a new connection, after `preamble` (a PROXY header).
-pub async fn send(addr: SocketAddr, preamble: Option<&[u8]>, req: Request<Full<Bytes>>) -> Result<Reply, String> {
+pub async fn send(
+    addr: SocketAddr,
+    preamble: Option<&[u8]>,
+    req: Request<Full<Bytes>>,
+) -> Result<Reply, String> {
     let mut stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
     if let Some(p) = preamble {
         stream.write_all(p).await.map_err(|e| e.to_string())?;
@@ -338,8 +383,17 @@ pub async fn send(addr: SocketAddr, preamble: Option<&[u8]>, req: Request<Full<B
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     let headers = resp.headers().clone();
-    let body = resp.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok(Reply { status, headers, body })
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// A PROXY v1 line claiming `client` as the source.
@@ -372,7 +426,10 @@ pub fn haproxy(backend: SocketAddr, send_proxy: &str) -> Haproxy {
          backend be\n  server gw {backend} {send_proxy}\n"
     );
     let path = dir.path().join("haproxy.cfg");
-    std::fs::File::create(&path).unwrap().write_all(cfg.as_bytes()).unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(cfg.as_bytes())
+        .unwrap();
     let child = Command::new(program("haproxy"))
         .arg("-db")
         .arg("-f")
@@ -384,10 +441,17 @@ pub fn haproxy(backend: SocketAddr, send_proxy: &str) -> Haproxy {
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let start = Instant::now();
     while std::net::TcpStream::connect(addr).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "haproxy did not start");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "haproxy did not start"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    Haproxy { child, addr, _dir: dir }
+    Haproxy {
+        child,
+        addr,
+        _dir: dir,
+    }
 }
 
 /// Runs curl and returns (exit ok, stdout).
@@ -397,5 +461,8 @@ pub fn curl(args: &[&str]) -> (bool, String) {
         .args(args)
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
 }

@@ -15,7 +15,10 @@ fn forwarding(trusted: &str, header: &str, recursive: bool) -> Forwarding {
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
-        h.append(HeaderName::try_from(*k).unwrap(), HeaderValue::from_str(v).unwrap());
+        h.append(
+            HeaderName::try_from(*k).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
     }
     h
 }
@@ -28,14 +31,24 @@ const PEER: &str = "127.0.0.1:40000";
 const LOCAL: &str = "127.0.0.1:8000";
 
 fn proxied(src: &str, dst: &str) -> ProxyHeader {
-    ProxyHeader { version: 1, source: Some(src.parse().unwrap()), destination: Some(dst.parse().unwrap()) }
+    ProxyHeader {
+        version: 1,
+        source: Some(src.parse().unwrap()),
+        destination: Some(dst.parse().unwrap()),
+    }
 }
 
 #[test]
 fn proxy_source_is_the_client_and_untrusted_headers_are_replaced() {
     let f = forwarding("", "x-real-ip", false);
     let pp = proxied("203.0.113.7:5555", "198.51.100.1:80");
-    let conn = ConnectionInfo::new(Protocol::Http, PEER.parse().unwrap(), LOCAL.parse().unwrap(), Some(&pp), &f);
+    let conn = ConnectionInfo::new(
+        Protocol::Http,
+        PEER.parse().unwrap(),
+        LOCAL.parse().unwrap(),
+        Some(&pp),
+        &f,
+    );
     assert!(!conn.trusted);
     let mut h = headers(&[
         ("x-forwarded-for", "10.9.9.9"),
@@ -57,12 +70,25 @@ fn proxy_source_is_the_client_and_untrusted_headers_are_replaced() {
 #[test]
 fn trusted_client_keeps_its_headers_and_real_ip() {
     let f = forwarding("127.0.0.0/8", "x-forwarded-for", false);
-    let conn = ConnectionInfo::new(Protocol::Https, PEER.parse().unwrap(), LOCAL.parse().unwrap(), None, &f);
+    let conn = ConnectionInfo::new(
+        Protocol::Https,
+        PEER.parse().unwrap(),
+        LOCAL.parse().unwrap(),
+        None,
+        &f,
+    );
     assert!(conn.trusted);
-    let mut h = headers(&[("x-forwarded-for", "198.51.100.9, 10.0.0.2"), ("x-forwarded-proto", "https"), ("x-forwarded-port", "443")]);
+    let mut h = headers(&[
+        ("x-forwarded-for", "198.51.100.9, 10.0.0.2"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-port", "443"),
+    ]);
     apply(&mut h, &conn, &f, "h", "/p", Some("/p"));
     assert_eq!(get(&h, "x-real-ip"), "10.0.0.2");
-    assert_eq!(get(&h, "x-forwarded-for"), "198.51.100.9, 10.0.0.2, 127.0.0.1");
+    assert_eq!(
+        get(&h, "x-forwarded-for"),
+        "198.51.100.9, 10.0.0.2, 127.0.0.1"
+    );
     assert_eq!(get(&h, "x-forwarded-proto"), "https");
     assert_eq!(get(&h, "x-forwarded-port"), "443");
     assert_eq!(get(&h, "x-forwarded-host"), "h");
@@ -72,7 +98,13 @@ fn trusted_client_keeps_its_headers_and_real_ip() {
 #[test]
 fn recursive_skips_trusted_hops() {
     let f = forwarding("127.0.0.0/8,10.0.0.0/8", "x-forwarded-for", true);
-    let conn = ConnectionInfo::new(Protocol::Http, PEER.parse().unwrap(), LOCAL.parse().unwrap(), None, &f);
+    let conn = ConnectionInfo::new(
+        Protocol::Http,
+        PEER.parse().unwrap(),
+        LOCAL.parse().unwrap(),
+        None,
+        &f,
+    );
     let mut h = headers(&[("x-forwarded-for", "198.51.100.9, 10.0.0.2, 10.0.0.3")]);
     apply(&mut h, &conn, &f, "h", "/", None);
     assert_eq!(get(&h, "x-real-ip"), "198.51.100.9");
@@ -85,8 +117,18 @@ fn recursive_skips_trusted_hops() {
 #[test]
 fn local_and_unknown_use_the_socket_address() {
     let f = forwarding("", "x-real-ip", false);
-    let pp = ProxyHeader { version: 2, source: None, destination: None };
-    let conn = ConnectionInfo::new(Protocol::Http, "[::ffff:127.0.0.9]:1".parse().unwrap(), LOCAL.parse().unwrap(), Some(&pp), &f);
+    let pp = ProxyHeader {
+        version: 2,
+        source: None,
+        destination: None,
+    };
+    let conn = ConnectionInfo::new(
+        Protocol::Http,
+        "[::ffff:127.0.0.9]:1".parse().unwrap(),
+        LOCAL.parse().unwrap(),
+        Some(&pp),
+        &f,
+    );
     let mut h = HeaderMap::new();
     apply(&mut h, &conn, &f, "h", "/", None);
     assert_eq!(get(&h, "x-real-ip"), "127.0.0.9");
