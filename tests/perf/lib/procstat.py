@@ -1,0 +1,82 @@
+"""Figures of a process and all its descendants, from /proc.
+
+  procstat.py cpu PID     CPU seconds used so far (utime+stime, all threads)
+  procstat.py hwm PID     peak RSS (VmHWM) summed over the processes, in MB
+  procstat.py rss PID     current RSS (VmRSS) summed over the processes, in MB
+  procstat.py tree PID    the pids: PID and its descendants, one per line
+"""
+import os
+import sys
+
+
+def children_map():
+    kids = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", encoding="ascii", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name is in parentheses and may hold spaces.
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(name))
+    return kids
+
+
+def tree(pid):
+    kids = children_map()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_seconds(pid):
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields[0] is state (field 3); utime and stime are fields 14 and 15.
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+def status_kb(pid, key):
+    total = 0
+    for p in tree(pid):
+        try:
+            with open(f"/proc/{p}/status", encoding="ascii", errors="replace") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+def main():
+    what, pid = sys.argv[1], int(sys.argv[2])
+    if not os.path.exists(f"/proc/{pid}"):
+        sys.exit(f"procstat.py: no process {pid}")
+    if what == "cpu":
+        print(f"{cpu_seconds(pid):.2f}")
+    elif what == "hwm":
+        print(f"{status_kb(pid, 'VmHWM') / 1024:.1f}")
+    elif what == "rss":
+        print(f"{status_kb(pid, 'VmRSS') / 1024:.1f}")
+    elif what == "tree":
+        print("\n".join(map(str, tree(pid))))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Collects the harness's measurements and writes the table and the JSON.
+
+  report.py record ROUNDS --scenario S --contender C --round N --cpu SECONDS --wrk-out FILE
+      parses wrk's PERF_RESULT line (lib/report.lua) and appends one round
+  report.py fact FACTS KEY VALUE
+      appends one fact; VALUE is JSON if it parses as JSON, else a string
+  report.py summarize --rounds ROUNDS --facts FACTS --out FILE --mode quick|full
+      prints the table and writes the JSON (keys: see tests/perf/README.md)
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+CONTENDERS = ["gateway", "nginx", "haproxy"]
+SCENARIOS = [
+    ("proxy", "Proxy, 1 route, plain HTTP"),
+    ("proxy_10k_routes", "Proxy, 10,000 routes, plain HTTP"),
+    ("tls", "Proxy, 1 route, TLS terminated by the contender"),
+]
+METRICS = [  # key, label, format, higher is better
+    ("rps", "req/s", "{:.0f}", True),
+    ("p50_ms", "p50 latency ms", "{:.2f}", False),
+    ("p99_ms", "p99 latency ms", "{:.2f}", False),
+    ("p999_ms", "p99.9 latency ms", "{:.2f}", False),
+    ("cpu_s_per_10k", "CPU s per 10k req", "{:.3f}", False),
+    ("peak_rss_mb", "peak RSS MB", "{:.1f}", False),
+]
+NOT_YET = {
+    "propagation_ms": "not measured yet: needs the PostgreSQL cluster mode (database = postgres), which has not landed",
+    "provisioner": "not measured yet: the provisioner does not exist yet",
+}
+
+
+def record(a):
+    result = None
+    with open(a.wrk_out, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if line.startswith("PERF_RESULT "):
+                result = json.loads(line[len("PERF_RESULT "):])
+    if result is None:
+        sys.exit(f"report.py: no PERF_RESULT line in {a.wrk_out}: wrk failed?")
+    seconds = result["duration_us"] / 1e6
+    errors = sum(v for k, v in result.items() if k.startswith("err_"))
+    row = {
+        "scenario": a.scenario,
+        "contender": a.contender,
+        "round": a.round,
+        "rps": result["requests"] / seconds if seconds else 0.0,
+        "p50_ms": result["p50_us"] / 1000,
+        "p99_ms": result["p99_us"] / 1000,
+        "p999_ms": result["p999_us"] / 1000,
+        "max_ms": result["max_us"] / 1000,
+        "requests": result["requests"],
+        "seconds": seconds,
+        "cpu_s": a.cpu,
+        "cpu_s_per_10k": a.cpu / result["requests"] * 10_000 if result["requests"] else None,
+        "cpu_busy_pct": 100 * a.cpu / seconds if seconds else None,
+        "errors": errors,
+        "wrk": result,
+    }
+    with open(a.rounds, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+    busy = f"{row['cpu_busy_pct']:.0f}%" if row["cpu_busy_pct"] is not None else "?"
+    warn = f"  ERRORS: {errors}" if errors else ""
+    print(f"    {a.contender:<8} round {a.round}: {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms"
+          f"  p99 {row['p99_ms']:.2f} ms  p99.9 {row['p999_ms']:.2f} ms  contender CPU {busy}{warn}",
+          file=sys.stderr)
+
+
+def fact(a):
+    try:
+        value = json.loads(a.value)
+    except json.JSONDecodeError:
+        value = a.value
+    with open(a.facts, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"key": a.key, "value": value}) + "\n")
+
+
+def read_jsonl(path):
+    if not path or not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+
+def rnd(x, digits):
+    return None if x is None else round(x, digits)
+
+
+def machine():
+    model = None
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "model_name": model, "kernel": platform.release()}
+
+
+def git(root, *args):
+    env = dict(os.environ, GIT_OPTIONAL_LOCKS="0")  # read-only: never touch the index
+    try:
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True,
+                              env=env, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def scenario_block(rounds, facts, scenario, notes):
+    block = {m[0]: {} for m in METRICS}
+    busy = {}
+    for c in CONTENDERS:
+        rs = [r for r in rounds if r["scenario"] == scenario and r["contender"] == c]
+        block["rps"][c] = rnd(median(r["rps"] for r in rs), 1)
+        for k in ("p50_ms", "p99_ms", "p999_ms"):
+            block[k][c] = rnd(median(r[k] for r in rs), 3)
+        block["cpu_s_per_10k"][c] = rnd(median(r["cpu_s_per_10k"] for r in rs), 4)
+        block["peak_rss_mb"][c] = facts.get(f"hwm.{scenario}.{c}")
+        busy[c] = rnd(median(r["cpu_busy_pct"] for r in rs), 0)
+        errors = sum(r["errors"] for r in rs)
+        if errors:
+            notes[f"{scenario}.{c}.errors"] = f"wrk counted {errors} errors (socket errors or non-2xx/3xx) over {len(rs)} rounds"
+        if not rs:
+            reason = facts.get(f"skip.{scenario}.{c}", "not measured (the run stopped before it)")
+            notes[f"{scenario}.{c}"] = reason
+    block["ratio_rps_vs_nginx"] = rnd(ratio(block["rps"]["gateway"], block["rps"]["nginx"]), 3)
+    block["ratio_p99_vs_nginx"] = rnd(ratio(block["p99_ms"]["gateway"], block["p99_ms"]["nginx"]), 3)
+    return block, busy
+
+
+def fmt(x, f):
+    return "-" if x is None else f.format(x)
+
+
+def print_table(result, busy, facts, out):
+    meta = result["meta"]
+    setup = meta["setup"]
+    w = sys.stdout.write
+    w("\n")
+    w(f"gateway-kit perf ({meta['mode']}), {meta['date']}, commit {meta['git_commit']}"
+      f"{' + uncommitted gateway changes' if meta.get('gateway_source_dirty') else ''}\n")
+    w(f"machine: {meta['machine']['nproc']} x {meta['machine']['model_name']}, load before run: {facts.get('loadavg', '?')}\n")
+    w(f"topology: wrk -> HAProxy (TCP, send-proxy) -> contender (PROXY-protocol listener) -> nginx upstream (\"ok\\n\")\n")
+    w(f"load: {setup.get('wrk')}; {setup.get('rounds')} rounds x {setup.get('round_s')} s per contender, "
+      f"turns A B C A B C ...; figures are medians over rounds\n")
+    w(f"workers: {setup.get('workers')}; CPUs: {setup.get('pinning')}\n")
+    for scenario, title in SCENARIOS:
+        block = result[scenario]
+        w(f"\n{title}\n")
+        if scenario == "proxy_10k_routes":
+            w(f"  routes: {setup.get('routes_10k')}\n")
+        w(f"  {'':<22}{'gateway':>12}{'nginx':>20}{'haproxy':>20}\n")
+        for key, label, f, _ in METRICS:
+            g = block[key]["gateway"]
+            cells = [fmt(g, f)]
+            for c in ("nginx", "haproxy"):
+                v = block[key][c]
+                r = ratio(v, g)
+                cells.append(fmt(v, f) + (f" ({r:.2f}x)" if r is not None else ""))
+            w(f"  {label:<22}{cells[0]:>12}{cells[1]:>20}{cells[2]:>20}\n")
+        b = busy[scenario]
+        w(f"  {'contender CPU busy %':<22}{fmt(b['gateway'], '{:.0f}'):>12}"
+          f"{fmt(b['nginx'], '{:.0f}'):>20}{fmt(b['haproxy'], '{:.0f}'):>20}\n")
+        w(f"  gateway vs nginx: req/s x{fmt(block['ratio_rps_vs_nginx'], '{:.2f}')}, "
+          f"p99 x{fmt(block['ratio_p99_vs_nginx'], '{:.2f}')}   ((Nx) = that contender / gateway)\n")
+    w("\nGateway node\n")
+    w(f"  RSS idle (1 route)        {fmt(result['rss_mb']['idle'], '{:.1f}')} MB\n")
+    w(f"  RSS with 10,000 routes    {fmt(result['rss_mb']['routes_10k'], '{:.1f}')} MB\n")
+    runs = meta.get("startup_runs_ms") or []
+    w(f"  start-up to ready         {fmt(result['startup_ms'], '{:.1f}')} ms (median of {len(runs)}: {runs})\n")
+    s10k = meta.get("startup_ms_routes_10k")
+    w(f"  start-up, 10,000 routes   {fmt(s10k, '{:.1f}')} ms\n")
+    w("\nNot measured (null in the JSON)\n")
+    w(f"  propagation_ms.p50/p99    {NOT_YET['propagation_ms']}\n")
+    w(f"  provisioner.*             {NOT_YET['provisioner']}\n")
+    other = {k: v for k, v in meta["notes"].items() if k not in NOT_YET}
+    if other:
+        w("\nNotes\n")
+        for k, v in other.items():
+            w(f"  {k}: {v}\n")
+    w(f"\nJSON: {out}\n")
+
+
+def summarize(a):
+    rounds = read_jsonl(a.rounds)
+    facts = {f["key"]: f["value"] for f in read_jsonl(a.facts)}
+    notes = dict(NOT_YET)
+    notes.update({k[len("note."):]: v for k, v in facts.items() if k.startswith("note.")})
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    dirty = git(root, "status", "--porcelain", "--untracked-files=no", "--", "gateway", "Cargo.toml", "Cargo.lock")
+    result = {"meta": {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "git_commit": git(root, "rev-parse", "--short", "HEAD"),
+        "gateway_source_dirty": bool(dirty) if dirty is not None else None,
+        "machine": machine(),
+        "mode": a.mode,
+        "setup": facts.get("setup", {}),
+        "notes": notes,
+    }}
+    busy = {}
+    for scenario, _ in SCENARIOS:
+        result[scenario], busy[scenario] = scenario_block(rounds, facts, scenario, notes)
+    startup = facts.get("startup") or {}
+    startup10k = facts.get("startup_10k") or {}
+    result["rss_mb"] = {"idle": startup.get("rss_mb"), "routes_10k": startup10k.get("rss_mb")}
+    result["propagation_ms"] = {"p50": None, "p99": None}
+    result["provisioner"] = {"up_s": None, "noop_up_s": None, "terraform_apply_s": None}
+    result["startup_ms"] = startup.get("median_ms")
+    if result["startup_ms"] is None:
+        notes["startup_ms"] = facts.get("skip.startup", "not measured (the run stopped before it)")
+    if result["rss_mb"]["idle"] is None or result["rss_mb"]["routes_10k"] is None:
+        notes["rss_mb"] = facts.get("skip.startup", "not measured (the run stopped before it)")
+    result["meta"]["startup_runs_ms"] = startup.get("startup_ms")
+    result["meta"]["startup_ms_routes_10k"] = startup10k.get("median_ms")
+    result["meta"]["rounds"] = [{k: v for k, v in r.items() if k != "wrk"} for r in rounds]
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    print_table(result, busy, facts, a.out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("rounds")
+    r.add_argument("--scenario", required=True)
+    r.add_argument("--contender", required=True)
+    r.add_argument("--round", type=int, required=True)
+    r.add_argument("--cpu", type=float, required=True)
+    r.add_argument("--wrk-out", required=True)
+    f = sub.add_parser("fact")
+    f.add_argument("facts")
+    f.add_argument("key")
+    f.add_argument("value")
+    s = sub.add_parser("summarize")
+    s.add_argument("--rounds", required=True)
+    s.add_argument("--facts", required=True)
+    s.add_argument("--out", required=True)
+    s.add_argument("--mode", required=True)
+    a = ap.parse_args()
+    {"record": record, "fact": fact, "summarize": summarize}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
