@@ -8,7 +8,7 @@ use bytes::Bytes;
 use common::*;
 use http_body_util::Full;
 
-fn config(a: SocketAddr, b: SocketAddr, closed: u16) -> String {
+fn config(a: SocketAddr, b: SocketAddr, closed: u16, old: SocketAddr) -> String {
     format!(
         r#"
 _format_version: "3.0"
@@ -43,6 +43,10 @@ services:
   read_timeout: 300
   routes:
   - {{name: slow, paths: ["/delay"], strip_path: false}}
+- name: old
+  url: http://{old}
+  routes:
+  - {{name: old, paths: ["/old"]}}
 upstreams:
 - name: pool
   targets:
@@ -57,21 +61,24 @@ struct Setup {
     proxy: SocketAddr,
     _a: Upstream,
     _b: Upstream,
+    _old: Upstream,
 }
 
 async fn setup() -> Setup {
     let a = upstream("a").await;
     let b = upstream("b").await;
+    let old = http10_upstream().await;
     let port = free_port();
     let gw = gateway()
         .proxy_listen(&format!("127.0.0.1:{port}"))
-        .declarative(&config(a.addr, b.addr, free_port()))
+        .declarative(&config(a.addr, b.addr, free_port(), old.addr))
         .start();
     Setup {
         gw,
         proxy: format!("127.0.0.1:{port}").parse().unwrap(),
         _a: a,
         _b: b,
+        _old: old,
     }
 }
 
@@ -204,8 +211,15 @@ async fn balancing_and_upstream_errors() {
         start.elapsed()
     );
 
+    // An HTTP/1.0 upstream: the client still gets an HTTP/1.1 answer.
+    let r = call(&s, req("GET", "/old", "h", &[])).await;
+    assert_eq!(
+        (r.status, r.version, &r.body[..]),
+        (200, http::Version::HTTP_11, &b"old"[..])
+    );
+
     // The node is unharmed.
     assert_eq!(call(&s, req("GET", "/echo", "h", &[])).await.status, 200);
     let st = s.gw.status().await;
-    assert!(st["server"]["total_requests"].as_u64().unwrap() >= 13);
+    assert!(st["server"]["total_requests"].as_u64().unwrap() >= 14);
 }

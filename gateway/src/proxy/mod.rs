@@ -42,8 +42,11 @@ pub async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let _guard = shared.status.request();
     let id = request_id::next();
+    let version = req.version();
     let mut resp = proxy(&shared, &conn, req, &id).await;
     resp.headers_mut().insert(&REQUEST_ID, id);
+    // Answer in the client's HTTP version, whatever the upstream spoke.
+    *resp.version_mut() = version;
     Ok(resp)
 }
 

@@ -340,10 +340,30 @@ impl http_body::Body for Chunks {
     }
 }
 
+/// An old upstream that answers every request in HTTP/1.0 and closes.
+pub async fn http10_upstream() -> Upstream {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nold")
+                    .await;
+            });
+        }
+    });
+    Upstream { addr, task }
+}
+
 // ---------- a small HTTP/1.1 client ----------
 
 pub struct Reply {
     pub status: u16,
+    pub version: http::Version,
     pub headers: http::HeaderMap,
     pub body: Bytes,
 }
@@ -382,6 +402,7 @@ pub async fn send(
     tokio::spawn(conn);
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
+    let version = resp.version();
     let headers = resp.headers().clone();
     let body = resp
         .into_body()
@@ -391,6 +412,7 @@ pub async fn send(
         .to_bytes();
     Ok(Reply {
         status,
+        version,
         headers,
         body,
     })
