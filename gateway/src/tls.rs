@@ -130,3 +130,42 @@ impl ServerCertVerifier for NoVerify {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificates_from_pem_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let made = rcgen::generate_simple_self_signed(vec!["gw.test".into()]).unwrap();
+        let other = rcgen::generate_simple_self_signed(vec!["other.test".into()]).unwrap();
+        let (cert, key, wrong) = (
+            dir.path().join("c.pem"),
+            dir.path().join("k.pem"),
+            dir.path().join("w.pem"),
+        );
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        std::fs::write(&wrong, other.signing_key.serialize_pem()).unwrap();
+
+        let ck = CertifiedKey::from_files(&cert, &key).unwrap();
+        let config = server_config(&ck, true).unwrap();
+        assert_eq!(
+            config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+        assert_eq!(
+            server_config(&ck, false).unwrap().alpn_protocols,
+            vec![b"http/1.1".to_vec()]
+        );
+
+        let e =
+            server_config(&CertifiedKey::from_files(&cert, &wrong).unwrap(), false).unwrap_err();
+        assert!(e.contains("do not make a valid pair"), "{e}");
+        let e = CertifiedKey::from_files(&dir.path().join("none.pem"), &key)
+            .err()
+            .unwrap();
+        assert!(e.contains("none.pem"), "{e}");
+    }
+}

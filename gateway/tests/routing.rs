@@ -43,6 +43,10 @@ services:
   read_timeout: 300
   routes:
   - {{name: slow, paths: ["/delay"], strip_path: false}}
+- name: half-dead
+  host: half-dead
+  routes:
+  - {{name: half-dead, paths: ["/half"]}}
 - name: old
   url: http://{old}
   routes:
@@ -52,6 +56,10 @@ upstreams:
   targets:
   - {{target: "{a}", weight: 100}}
   - {{target: "{b}", weight: 100}}
+- name: half-dead
+  targets:
+  - {{target: "{a}", weight: 100}}
+  - {{target: "127.0.0.1:{closed}", weight: 100}}
 "#
     )
 }
@@ -70,7 +78,7 @@ async fn setup() -> Setup {
     let old = http10_upstream().await;
     let port = free_port();
     let gw = gateway()
-        .proxy_listen(&format!("127.0.0.1:{port}"))
+        .proxy_listen(&format!("127.0.0.1:{port} reuseport backlog=128"))
         .declarative(&config(a.addr, b.addr, free_port(), old.addr))
         .start();
     Setup {
@@ -211,6 +219,16 @@ async fn balancing_and_upstream_errors() {
         start.elapsed()
     );
 
+    // A dead target: each request retries on the next one and succeeds.
+    for _ in 0..6 {
+        let r = call(&s, req("GET", "/half", "h", &[])).await;
+        assert_eq!(r.status, 200);
+    }
+
+    // Upstream connections are kept alive: the upstream sees one peer.
+    let peers: std::collections::BTreeSet<String> = upstream_peers(&s).await;
+    assert_eq!(peers.len(), 1, "{peers:?}");
+
     // An HTTP/1.0 upstream: the client still gets an HTTP/1.1 answer.
     let r = call(&s, req("GET", "/old", "h", &[])).await;
     assert_eq!(
@@ -222,4 +240,13 @@ async fn balancing_and_upstream_errors() {
     assert_eq!(call(&s, req("GET", "/echo", "h", &[])).await.status, 200);
     let st = s.gw.status().await;
     assert!(st["server"]["total_requests"].as_u64().unwrap() >= 14);
+}
+
+async fn upstream_peers(s: &Setup) -> std::collections::BTreeSet<String> {
+    let mut peers = std::collections::BTreeSet::new();
+    for _ in 0..5 {
+        let j = call(s, req("GET", "/keep/alive", "h", &[])).await.json();
+        peers.insert(j["peer"].as_str().unwrap().to_string());
+    }
+    peers
 }
