@@ -119,11 +119,8 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
     tracing::info!(pid = std::process::id(), "gateway started");
 
     let mut signals = Signals::new()?;
-    loop {
-        match signals.next().await {
-            Sig::Reload => reload(&config, &shared, &pools),
-            Sig::Stop => break,
-        }
+    while let Sig::Reload = signals.next().await {
+        reload(&config, &shared, &pools);
     }
     drain(&config, &status, stop, tasks, &mut signals).await;
     Ok(())

@@ -166,15 +166,15 @@ async fn forward(
         };
         r.headers_mut().insert(header::HOST, host);
         match send(&mut conn, r, service, progress.as_deref()).await {
-            Sent::Response(resp) => return response(resp, target.pool.clone(), conn),
-            Sent::NotSent(r) => {
+            Attempt::Response(resp) => return response(resp, target.pool.clone(), conn),
+            Attempt::Unsent(r) => {
                 // A pooled connection closed under us: not the upstream's fault.
                 if !conn.reused {
                     tries += 1;
                 }
                 pending = Some(r);
             }
-            Sent::Failed(e) => {
+            Attempt::Failed(e) => {
                 tracing::warn!(request_id = ?id, "upstream request failed: {e}");
                 return error(
                     StatusCode::BAD_GATEWAY,
@@ -182,7 +182,7 @@ async fn forward(
                     id,
                 );
             }
-            Sent::TimedOut => {
+            Attempt::TimedOut => {
                 return error(
                     StatusCode::GATEWAY_TIMEOUT,
                     "The upstream server is timing out",
@@ -206,9 +206,10 @@ async fn forward(
     }
 }
 
-enum Sent {
+/// How one attempt at the upstream ended.
+enum Attempt {
     Response(Response<Incoming>),
-    NotSent(Request<RequestBody>),
+    Unsent(Request<RequestBody>),
     Failed(hyper::Error),
     TimedOut,
 }
@@ -220,7 +221,7 @@ async fn send(
     req: Request<RequestBody>,
     service: &ServiceEntry,
     progress: Option<&Progress>,
-) -> Sent {
+) -> Attempt {
     let fut = conn.sender().try_send_request(req);
     tokio::pin!(fut);
     let sleep = tokio::time::sleep(wait_for(service, progress));
@@ -228,10 +229,10 @@ async fn send(
     loop {
         tokio::select! {
             r = &mut fut => return match r {
-                Ok(resp) => Sent::Response(resp),
+                Ok(resp) => Attempt::Response(resp),
                 Err(mut e) => match e.take_message() {
-                    Some(req) => Sent::NotSent(req),
-                    None => Sent::Failed(e.into_error()),
+                    Some(req) => Attempt::Unsent(req),
+                    None => Attempt::Failed(e.into_error()),
                 },
             },
             () = &mut sleep => {
@@ -240,7 +241,7 @@ async fn send(
                         let next = tokio::time::Instant::now() + wait_for(service, progress);
                         sleep.as_mut().reset(next);
                     }
-                    _ => return Sent::TimedOut,
+                    _ => return Attempt::TimedOut,
                 }
             }
         }
