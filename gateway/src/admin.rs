@@ -83,12 +83,10 @@ async fn load_config(State(s): State<AdminState>, body: Bytes) -> Response {
         Ok(t) => t,
         Err(_) => return schema_error("the body is not UTF-8 text".into()),
     };
-    let entities = match crate::declarative::parse(text) {
-        Ok(e) => e,
-        Err(e) => return schema_error(e.to_string()),
-    };
     let pools = s.pools.clone();
-    let built = tokio::task::spawn_blocking(move || Snapshot::build(entities, &pools)).await;
+    let text = text.to_string();
+    let built =
+        tokio::task::spawn_blocking(move || Snapshot::from_declarative(&text, &pools)).await;
     match built {
         Ok(Ok(snapshot)) => {
             let body = json!({
@@ -102,7 +100,7 @@ async fn load_config(State(s): State<AdminState>, body: Bytes) -> Response {
             tracing::info!("configuration loaded through POST /config");
             (StatusCode::CREATED, Json(body)).into_response()
         }
-        Ok(Err(e)) => schema_error(e.to_string()),
+        Ok(Err(e)) => schema_error(e),
         Err(e) => {
             tracing::error!("building the configuration failed: {e}");
             message(

@@ -127,8 +127,23 @@ struct DTarget {
     upstream: Option<String>,
 }
 
+/// Parsed entities, and where each route stood in the file.
+#[derive(Debug)]
+pub struct Document {
+    pub entities: Entities,
+    /// Route name or id -> `services[0] (name=x).routes[1]`.
+    route_locations: HashMap<String, String>,
+}
+
+impl Document {
+    /// Where the route known by `key` (its name, else its id) is in the file.
+    pub fn route_location(&self, key: &str) -> Option<&str> {
+        self.route_locations.get(key).map(String::as_str)
+    }
+}
+
 /// Parses YAML (or JSON, which is YAML) text.
-pub fn parse(text: &str) -> Result<Entities, DeclarativeError> {
+pub fn parse(text: &str) -> Result<Document, DeclarativeError> {
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let file: File = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -156,6 +171,7 @@ struct Builder {
     service_keys: HashMap<String, Uuid>,
     upstream_keys: HashMap<String, Uuid>,
     seen_ids: HashMap<Uuid, String>,
+    route_locations: HashMap<String, String>,
 }
 
 struct Where(String);
@@ -174,7 +190,7 @@ fn label(kind: &str, index: usize, name: Option<&str>) -> Where {
 }
 
 impl Builder {
-    fn build(mut self, file: File) -> Result<Entities, DeclarativeError> {
+    fn build(mut self, file: File) -> Result<Document, DeclarativeError> {
         if file.format_version != "3.0" {
             return Err(err(
                 "_format_version",
@@ -237,7 +253,10 @@ impl Builder {
             })?;
             self.target(&at, t, id)?;
         }
-        Ok(self.out)
+        Ok(Document {
+            entities: self.out,
+            route_locations: self.route_locations,
+        })
     }
 
     fn claim_id(&mut self, at: &Where, id: Uuid) -> Result<(), DeclarativeError> {
@@ -405,6 +424,8 @@ impl Builder {
             }
         }
         self.claim_id(at, id)?;
+        let key = r.name.clone().unwrap_or_else(|| id.to_string());
+        self.route_locations.insert(key, at.0.clone());
         self.out.routes.push(model::Route {
             id,
             name: r.name,

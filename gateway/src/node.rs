@@ -38,10 +38,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 pub fn load_declarative(path: &Path, pools: &Pools) -> anyhow::Result<Snapshot> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read declarative_config {}", path.display()))?;
-    let entities = crate::declarative::parse(&text)
-        .with_context(|| format!("{} is not a valid declarative config", path.display()))?;
-    Snapshot::build(entities, pools)
-        .with_context(|| format!("{} is not a valid declarative config", path.display()))
+    Snapshot::from_declarative(&text, pools)
+        .map_err(|e| anyhow::anyhow!("{} is not a valid declarative config: {e}", path.display()))
 }
 
 async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {

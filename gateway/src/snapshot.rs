@@ -68,6 +68,20 @@ impl Snapshot {
         }
     }
 
+    /// Parses and compiles declarative text; errors point into the file.
+    pub fn from_declarative(text: &str, pools: &Pools) -> Result<Snapshot, String> {
+        let mut doc = crate::declarative::parse(text).map_err(|e| e.to_string())?;
+        let entities = std::mem::take(&mut doc.entities);
+        let located = |e: SnapshotError| match &e {
+            SnapshotError::Router(r) => match doc.route_location(&r.route) {
+                Some(at) => format!("{at}.{}: {}", r.field, r.message),
+                None => e.to_string(),
+            },
+            SnapshotError::Service(..) => e.to_string(),
+        };
+        Snapshot::build(entities, pools).map_err(located)
+    }
+
     pub fn build(entities: Entities, pools: &Pools) -> Result<Snapshot, SnapshotError> {
         let mut services = HashMap::with_capacity(entities.services.len());
         for s in entities.services.iter().filter(|s| s.enabled) {

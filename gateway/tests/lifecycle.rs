@@ -217,7 +217,10 @@ fn bad_configuration_stops_start_up_naming_the_key() {
     let out = bin().args(["config", "parse"]).arg(&yaml).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("paths") && err.contains("nope"), "{err}");
+    assert!(
+        err.contains("services[0] (name=s).routes[0].paths[0]") && err.contains("nope"),
+        "{err}"
+    );
     std::fs::write(&yaml, "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://x\n  routes:\n  - paths: [\"/ok\"]\n").unwrap();
     let out = bin().args(["config", "parse"]).arg(&yaml).output().unwrap();
     assert!(

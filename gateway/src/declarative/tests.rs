@@ -33,7 +33,12 @@ targets:
 
 #[test]
 fn kong_style_file_loads() {
-    let e = parse(KONG_STYLE).unwrap();
+    let doc = parse(KONG_STYLE).unwrap();
+    assert_eq!(
+        doc.route_location("r1"),
+        Some("services[0] (name=example).routes[0] (name=r1)")
+    );
+    let e = doc.entities;
     assert_eq!(e.services.len(), 2);
     let s = &e.services[0];
     assert_eq!(
@@ -61,7 +66,7 @@ fn kong_style_file_loads() {
         ]
     );
     // Ids derived from names are stable, so every node agrees on them.
-    assert_eq!(parse(KONG_STYLE).unwrap(), e);
+    assert_eq!(parse(KONG_STYLE).unwrap().entities, e);
 }
 
 fn error_of(text: &str) -> String {
