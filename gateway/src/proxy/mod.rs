@@ -100,10 +100,14 @@ async fn proxy(
     let stripped = route
         .strip_path
         .then(|| &path[..found.matched_path_len.min(path.len())]);
-    let original_host = host_header.clone().or_else(|| {
-        uri.authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // Only preserve_host needs the client's Host later.
+    let original_host = match (route.preserve_host, &host_header) {
+        (false, _) => None,
+        (true, Some(h)) => Some(h.clone()),
+        (true, None) => uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+    };
 
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
@@ -118,19 +122,17 @@ async fn proxy(
     headers.insert(&REQUEST_ID, id.clone());
     *req.uri_mut() = upstream_uri;
     *req.version_mut() = Version::HTTP_11;
-    let preserve_host = route.preserve_host;
 
     let (parts, body) = req.into_parts();
     let progress = (!hyper::body::Body::is_end_stream(&body)).then(Progress::new);
     let req = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
-    forward(service, req, preserve_host, original_host, progress, id).await
+    forward(service, req, original_host, progress, id).await
 }
 
 /// Sends the request upstream, retrying other targets while nothing was sent.
 async fn forward(
     service: &ServiceEntry,
     req: Request<RequestBody>,
-    preserve_host: bool,
     original_host: Option<HeaderValue>,
     progress: Option<Arc<Progress>>,
     id: &HeaderValue,
@@ -157,12 +159,9 @@ async fn forward(
             }
         };
         let mut r = pending.take().expect("request present until sent");
-        let host = match (&service.host_header, preserve_host) {
-            (_, true) => original_host
-                .clone()
-                .unwrap_or_else(|| target.host_header.clone()),
-            (Some(h), false) => h.clone(),
-            (None, false) => target.host_header.clone(),
+        let host = match (&original_host, &service.host_header) {
+            (Some(h), _) | (None, Some(h)) => h.clone(),
+            (None, None) => target.host_header.clone(),
         };
         r.headers_mut().insert(header::HOST, host);
         match send(&mut conn, r, service, progress.as_deref()).await {
