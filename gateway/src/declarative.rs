@@ -269,12 +269,9 @@ impl Builder {
         Ok(())
     }
 
+    /// `keys` holds names and id strings alike.
     fn lookup(&self, keys: &HashMap<String, Uuid>, key: &str) -> Option<Uuid> {
-        keys.get(key).copied().or_else(|| {
-            Uuid::parse_str(key)
-                .ok()
-                .filter(|id| keys.values().any(|v| v == id))
-        })
+        keys.get(key).copied()
     }
 
     fn resolve_service(&self, at: &Where, key: &ServiceRef) -> Result<Uuid, DeclarativeError> {
@@ -351,9 +348,9 @@ impl Builder {
                     format!("another service is named `{name}`"),
                 ));
             }
-        } else {
-            self.service_keys.insert(id.to_string(), id);
         }
+        // Routes may name their service by id too.
+        self.service_keys.insert(id.to_string(), id);
         self.claim_id(at, id)?;
         self.out.services.push(model::Service {
             id,
@@ -411,12 +408,7 @@ impl Builder {
         let key = r.name.clone().unwrap_or_else(|| at.0.clone());
         let id = r.id.unwrap_or_else(|| model::derived_id("routes", &key));
         if let Some(name) = &r.name {
-            if self
-                .out
-                .routes
-                .iter()
-                .any(|x| x.name.as_deref() == Some(name))
-            {
+            if self.route_locations.contains_key(name) {
                 return Err(err(
                     field("name"),
                     format!("another route is named `{name}`"),
@@ -471,6 +463,7 @@ impl Builder {
         }
         let id =
             u.id.unwrap_or_else(|| model::derived_id("upstreams", &u.name));
+        self.upstream_keys.insert(id.to_string(), id);
         if self.upstream_keys.insert(u.name.clone(), id).is_some() {
             return Err(err(
                 field("name"),

@@ -10,7 +10,7 @@ use http::HeaderValue;
 use uuid::Uuid;
 
 use crate::declarative::{format_host_port, split_host_port};
-use crate::model::{Entities, PathHandling, Protocol, Service};
+use crate::model::{Entities, PathHandling, Protocol, Service, Target as TargetEntity, Upstream};
 use crate::proxy::balancer::{Balancer, Target};
 use crate::proxy::pool::{PoolKey, Pools};
 use crate::router::{Router, RouterError};
@@ -83,9 +83,10 @@ impl Snapshot {
     }
 
     pub fn build(entities: Entities, pools: &Pools) -> Result<Snapshot, SnapshotError> {
+        let upstreams = Upstreams::index(&entities);
         let mut services = HashMap::with_capacity(entities.services.len());
         for s in entities.services.iter().filter(|s| s.enabled) {
-            services.insert(s.id, Arc::new(service_entry(s, &entities, pools)?));
+            services.insert(s.id, Arc::new(service_entry(s, &upstreams, pools)?));
         }
         let mut routes = Vec::with_capacity(entities.routes.len());
         let mut entries = Vec::with_capacity(entities.routes.len());
@@ -123,16 +124,15 @@ impl Snapshot {
 
 fn service_entry(
     s: &Service,
-    all: &Entities,
+    upstreams: &Upstreams<'_>,
     pools: &Pools,
 ) -> Result<ServiceEntry, SnapshotError> {
     let name = || s.name.clone().unwrap_or_else(|| s.id.to_string());
-    let upstream = all.upstreams.iter().find(|u| u.name == s.host);
     let mut weighted = Vec::new();
     let mut host_header = None;
-    match upstream {
+    match upstreams.by_name.get(s.host.as_str()) {
         Some(u) => {
-            for t in all.targets.iter().filter(|t| t.upstream.id == u.id) {
+            for t in upstreams.targets.get(&u.id).into_iter().flatten() {
                 let (host, port) = split_host_port(&t.target)
                     .map_err(|e| SnapshotError::Service(name(), format!("target {e}")))?;
                 let port = port.unwrap_or(crate::model::DEFAULT_TARGET_PORT);
@@ -154,6 +154,25 @@ fn service_entry(
         balancer: Balancer::new(weighted),
         host_header,
     })
+}
+
+/// Upstreams by name and their targets, so each service looks up in O(1).
+struct Upstreams<'a> {
+    by_name: HashMap<&'a str, &'a Upstream>,
+    targets: HashMap<Uuid, Vec<&'a TargetEntity>>,
+}
+
+impl<'a> Upstreams<'a> {
+    fn index(e: &'a Entities) -> Self {
+        let mut targets: HashMap<Uuid, Vec<&TargetEntity>> = HashMap::new();
+        for t in &e.targets {
+            targets.entry(t.upstream.id).or_default().push(t);
+        }
+        Upstreams {
+            by_name: e.upstreams.iter().map(|u| (u.name.as_str(), u)).collect(),
+            targets,
+        }
+    }
 }
 
 fn target(scheme: Protocol, host: &str, port: u16, pools: &Pools) -> Result<Target, SnapshotError> {

@@ -1,7 +1,9 @@
 """Collects the harness's measurements and writes the table and the JSON.
 
-  report.py record ROUNDS --scenario S --contender C --round N --cpu SECONDS --wrk-out FILE
-      parses wrk's PERF_RESULT line (lib/report.lua) and appends one round
+  report.py record ROUNDS --scenario S --contender C --round N --wrk-out FILE
+                   --before SNAPSHOT --after SNAPSHOT --times TIMES0 TIMES1
+      parses wrk's PERF_RESULT line (lib/report.lua), takes CPU deltas from two
+      `procstat.py snapshot`s and two `times` outputs, and appends one round
   report.py fact FACTS KEY VALUE
       appends one fact; VALUE is JSON if it parses as JSON, else a string
   report.py summarize --rounds ROUNDS --facts FACTS --out FILE --mode quick|full
@@ -12,6 +14,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -36,6 +39,23 @@ NOT_YET = {
 }
 
 
+def children_seconds(path):
+    """CPU seconds of a shell's finished children, from bash's `times` output."""
+    with open(path, encoding="ascii") as f:
+        line = f.read().splitlines()[1]  # line 1: the shell itself; line 2: its children
+    return sum(int(m) * 60 + float(s) for m, s in re.findall(r"(\d+)m([\d.]+)s", line))
+
+
+def machine_busy(before, after):
+    """Busy % of each CPU between two procstat.py snapshots."""
+    out = {}
+    for cpu, (busy, total) in after.items():
+        b0, t0 = before.get(cpu, (busy, total))
+        if total > t0:
+            out[cpu] = round(100 * (busy - b0) / (total - t0), 1)
+    return out
+
+
 def record(a):
     result = None
     with open(a.wrk_out, encoding="utf-8", errors="replace") as f:
@@ -44,7 +64,11 @@ def record(a):
                 result = json.loads(line[len("PERF_RESULT "):])
     if result is None:
         sys.exit(f"report.py: no PERF_RESULT line in {a.wrk_out}: wrk failed?")
+    before, after = json.loads(a.before), json.loads(a.after)
     seconds = result["duration_us"] / 1e6
+    cpu = max(0.0, after["cpu"] - before["cpu"])
+    wrk_cpu = children_seconds(a.times[1]) - children_seconds(a.times[0])
+    load_cpu = max(0.0, after["load_cpu"] - before["load_cpu"]) + wrk_cpu
     errors = sum(v for k, v in result.items() if k.startswith("err_"))
     row = {
         "scenario": a.scenario,
@@ -57,18 +81,22 @@ def record(a):
         "max_ms": result["max_us"] / 1000,
         "requests": result["requests"],
         "seconds": seconds,
-        "cpu_s": a.cpu,
-        "cpu_s_per_10k": a.cpu / result["requests"] * 10_000 if result["requests"] else None,
-        "cpu_busy_pct": 100 * a.cpu / seconds if seconds else None,
+        "cpu_s": cpu,
+        "cpu_s_per_10k": cpu / result["requests"] * 10_000 if result["requests"] else None,
+        "cpu_busy_pct": 100 * cpu / seconds if seconds else None,
+        "load_cpu_s": load_cpu,
+        "load_busy_pct": 100 * load_cpu / seconds if seconds else None,
+        "machine_cpu_busy_pct": machine_busy(before["cpus"], after["cpus"]),
         "errors": errors,
         "wrk": result,
     }
     with open(a.rounds, "a", encoding="utf-8") as f:
         f.write(json.dumps(row) + "\n")
-    busy = f"{row['cpu_busy_pct']:.0f}%" if row["cpu_busy_pct"] is not None else "?"
+    machine = " ".join(f"{c}: {v:.0f}%" for c, v in row["machine_cpu_busy_pct"].items())
     warn = f"  ERRORS: {errors}" if errors else ""
-    print(f"    {a.contender:<8} round {a.round}: {row['rps']:>9.0f} req/s  p50 {row['p50_ms']:.2f} ms"
-          f"  p99 {row['p99_ms']:.2f} ms  p99.9 {row['p999_ms']:.2f} ms  contender CPU {busy}{warn}",
+    print(f"    {a.contender:<8} round {a.round}: {row['rps']:>7.0f} req/s  p50 {row['p50_ms']:.2f}"
+          f"  p99 {row['p99_ms']:.2f}  p99.9 {row['p999_ms']:.2f} ms;  CPU busy: contender"
+          f" {row['cpu_busy_pct']:.0f}%, load side {row['load_busy_pct']:.0f}%, machine {machine}{warn}",
           file=sys.stderr)
 
 
@@ -124,22 +152,36 @@ def git(root, *args):
 
 
 def scenario_block(rounds, facts, scenario, notes):
+    """The JSON block of one scenario, and the CPU-busy figures for the table."""
     block = {m[0]: {} for m in METRICS}
-    busy = {}
+    busy = {"contender": {}, "load": {}, "machine": {}}
     for c in CONTENDERS:
         rs = [r for r in rounds if r["scenario"] == scenario and r["contender"] == c]
+        if not rs:
+            notes[f"{scenario}.{c}"] = "not measured (the run stopped before it)"
         block["rps"][c] = rnd(median(r["rps"] for r in rs), 1)
         for k in ("p50_ms", "p99_ms", "p999_ms"):
             block[k][c] = rnd(median(r[k] for r in rs), 3)
         block["cpu_s_per_10k"][c] = rnd(median(r["cpu_s_per_10k"] for r in rs), 4)
         block["peak_rss_mb"][c] = facts.get(f"hwm.{scenario}.{c}")
-        busy[c] = rnd(median(r["cpu_busy_pct"] for r in rs), 0)
+        busy["contender"][c] = median(r["cpu_busy_pct"] for r in rs)
+        busy["load"][c] = median(r["load_busy_pct"] for r in rs)
+        cpus = sorted({k for r in rs for k in r["machine_cpu_busy_pct"]}, key=int)
+        busy["machine"][c] = {k: median(r["machine_cpu_busy_pct"].get(k) for r in rs) for k in cpus}
         errors = sum(r["errors"] for r in rs)
         if errors:
             notes[f"{scenario}.{c}.errors"] = f"wrk counted {errors} errors (socket errors or non-2xx/3xx) over {len(rs)} rounds"
-        if not rs:
-            reason = facts.get(f"skip.{scenario}.{c}", "not measured (the run stopped before it)")
-            notes[f"{scenario}.{c}"] = reason
+    limited = [c for c in CONTENDERS if (busy["contender"][c] or 100) < 80]
+    if limited:
+        loaded = [c for c in limited if (busy["load"][c] or 0) >= 85]
+        why = ("the load side (wrk + front HAProxy + upstream nginx) used "
+               + "/".join(f"{busy['load'][c]:.0f}" for c in loaded)
+               + "% of its CPU: it was the limit" if loaded else
+               "the load side had CPU to spare: other work on the machine, or waiting, was the limit")
+        notes[f"{scenario}.cpu_busy"] = (
+            ", ".join(f"{c} used {busy['contender'][c]:.0f}%" for c in limited)
+            + f" of its CPU; {why}; req/s there is below the contender's ceiling and"
+            " CPU s per 10k req (req/s per CPU-second) is the figure that compares them")
     block["ratio_rps_vs_nginx"] = rnd(ratio(block["rps"]["gateway"], block["rps"]["nginx"]), 3)
     block["ratio_p99_vs_nginx"] = rnd(ratio(block["p99_ms"]["gateway"], block["p99_ms"]["nginx"]), 3)
     return block, busy
@@ -149,6 +191,11 @@ def fmt(x, f):
     return "-" if x is None else f.format(x)
 
 
+def row(values, f="{:.0f}"):
+    cells = [v if isinstance(v, str) else fmt(v, f) for v in values]
+    return f"{cells[0]:>12}{cells[1]:>20}{cells[2]:>20}\n"
+
+
 def print_table(result, busy, facts, out):
     meta = result["meta"]
     setup = meta["setup"]
@@ -156,7 +203,7 @@ def print_table(result, busy, facts, out):
     w("\n")
     w(f"gateway-kit perf ({meta['mode']}), {meta['date']}, commit {meta['git_commit']}"
       f"{' + uncommitted gateway changes' if meta.get('gateway_source_dirty') else ''}\n")
-    w(f"machine: {meta['machine']['nproc']} x {meta['machine']['model_name']}, load before run: {facts.get('loadavg', '?')}\n")
+    w(f"machine: {meta['machine']['nproc']} x {meta['machine']['model_name']}, CPU busy before the run: {facts.get('machine_busy_before', '?')}%\n")
     w(f"topology: wrk -> HAProxy (TCP, send-proxy) -> contender (PROXY-protocol listener) -> nginx upstream (\"ok\\n\")\n")
     w(f"load: {setup.get('wrk')}; {setup.get('rounds')} rounds x {setup.get('round_s')} s per contender, "
       f"turns A B C A B C ...; figures are medians over rounds\n")
@@ -175,9 +222,18 @@ def print_table(result, busy, facts, out):
                 r = ratio(v, g)
                 cells.append(fmt(v, f) + (f" ({r:.2f}x)" if r is not None else ""))
             w(f"  {label:<22}{cells[0]:>12}{cells[1]:>20}{cells[2]:>20}\n")
+            if key == "cpu_s_per_10k":
+                cap = {c: (1e4 / block[key][c] if block[key][c] else None) for c in CONTENDERS}
+                cells = [fmt(cap["gateway"], "{:.0f}")] + [
+                    fmt(cap[c], "{:.0f}") + (f" ({ratio(cap[c], cap['gateway']):.2f}x)" if ratio(cap[c], cap["gateway"]) is not None else "")
+                    for c in ("nginx", "haproxy")]
+                w(f"  {'req/s per CPU-second':<22}{cells[0]:>12}{cells[1]:>20}{cells[2]:>20}\n")
         b = busy[scenario]
-        w(f"  {'contender CPU busy %':<22}{fmt(b['gateway'], '{:.0f}'):>12}"
-          f"{fmt(b['nginx'], '{:.0f}'):>20}{fmt(b['haproxy'], '{:.0f}'):>20}\n")
+        w(f"  {'CPU busy %, contender':<22}" + row(b["contender"][c] for c in CONTENDERS))
+        w(f"  {'CPU busy %, load side':<22}" + row(b["load"][c] for c in CONTENDERS))
+        cpus = next((list(m) for m in b["machine"].values() if m), [])
+        w(f"  {'machine CPU ' + '/'.join(cpus) + ' busy %':<22}"
+          + row(("/".join(f"{v:.0f}" for v in b["machine"][c].values()) or None) for c in CONTENDERS))
         w(f"  gateway vs nginx: req/s x{fmt(block['ratio_rps_vs_nginx'], '{:.2f}')}, "
           f"p99 x{fmt(block['ratio_p99_vs_nginx'], '{:.2f}')}   ((Nx) = that contender / gateway)\n")
     w("\nGateway node\n")
@@ -245,8 +301,10 @@ def main():
     r.add_argument("--scenario", required=True)
     r.add_argument("--contender", required=True)
     r.add_argument("--round", type=int, required=True)
-    r.add_argument("--cpu", type=float, required=True)
     r.add_argument("--wrk-out", required=True)
+    r.add_argument("--before", required=True)
+    r.add_argument("--after", required=True)
+    r.add_argument("--times", nargs=2, required=True)
     f = sub.add_parser("fact")
     f.add_argument("facts")
     f.add_argument("key")

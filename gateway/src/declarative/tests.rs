@@ -129,3 +129,26 @@ fn host_port_forms() {
     assert!(split_host_port("a:x").is_err());
     assert_eq!(format_host_port("::1", 80), "[::1]:80");
 }
+
+#[test]
+fn routes_name_their_service_by_id_or_object() {
+    let id = "6f9a1b6e-2c55-4c7c-9a7a-1f0a5b8f0c11";
+    let text = format!(
+        "_format_version: \"3.0\"\nservices:\n- {{id: {id}, host: x}}\nroutes:\n- {{name: a, service: {id}, paths: [/a]}}\n- {{name: b, service: {{id: {id}}}, paths: [/b]}}\n- {{name: a, service: {id}, paths: [/c]}}\n"
+    );
+    let e = error_of(&text);
+    assert!(
+        e.starts_with("routes[2] (name=a).name: another route is named `a`"),
+        "{e}"
+    );
+    let doc = parse(&text.replace(
+        "name: a, service: 6f9a1b6e-2c55-4c7c-9a7a-1f0a5b8f0c11, paths: [/c]",
+        "name: c, service: 6f9a1b6e-2c55-4c7c-9a7a-1f0a5b8f0c11, paths: [/c]",
+    ))
+    .unwrap();
+    assert!(doc
+        .entities
+        .routes
+        .iter()
+        .all(|r| r.service.unwrap().id.to_string() == id));
+}

@@ -90,6 +90,13 @@ impl Pool {
             }
             let mut sender = idle.sender;
             // Ready at once unless the last response's end is still being processed.
+            if sender.is_ready() {
+                return Ok(Conn {
+                    sender,
+                    used: idle.used,
+                    reused: true,
+                });
+            }
             if let Ok(Ok(())) = tokio::time::timeout(connect_timeout, sender.ready()).await {
                 return Ok(Conn {
                     sender,

@@ -38,11 +38,11 @@ alive() { kill -0 "$1" 2>/dev/null; }
 # stop_tree PID: SIGTERM, up to 5 s to exit, then SIGKILL for whatever is left
 # of it and its descendants (nginx workers).
 stop_tree() {
-  local pid=$1 p i kids=() left=()
+  local pid=$1 p kids=() left=()
   if alive "$pid"; then
     mapfile -t kids < <(python3 "$LIB/procstat.py" tree "$pid" 2>/dev/null)
     kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 50); do
+    for _ in $(seq 1 50); do
       alive "$pid" || break
       sleep 0.1
     done
@@ -78,8 +78,8 @@ tail_log() { tail -n 15 "$WORK/$1.log" 2>/dev/null | sed 's/^/    | /' >&2 || tr
 
 # wait_listen NAME PID PORT: until 127.0.0.1:PORT accepts (up to 15 s).
 wait_listen() {
-  local name=$1 pid=$2 port=$3 i
-  for i in $(seq 1 150); do
+  local name=$1 pid=$2 port=$3 _
+  for _ in $(seq 1 150); do
     alive "$pid" || { tail_log "$name"; die "$name exited at start (log: $WORK/$name.log)"; }
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
     sleep 0.1
@@ -94,6 +94,7 @@ fetch() {
   local out
   out=$(curl -sk --max-time 5 -o - -w '\n%{http_code}' "$1" 2>/dev/null) || true
   FETCH_CODE=${out##*$'\n'}
+  # shellcheck disable=SC2034 # read by the callers
   FETCH_BODY=${out%$'\n'*}
   [ -n "$FETCH_CODE" ] || FETCH_CODE=000
 }

@@ -4,9 +4,16 @@
   procstat.py hwm PID     peak RSS (VmHWM) summed over the processes, in MB
   procstat.py rss PID     current RSS (VmRSS) summed over the processes, in MB
   procstat.py tree PID    the pids: PID and its descendants, one per line
+  procstat.py snapshot PID [LOADPID...]
+      one JSON line: "cpu" of PID's tree, "load_cpu" of the LOADPIDs' trees,
+      and "cpus", the machine's per-CPU busy and total jiffies
+  procstat.py busy SECONDS
+      how busy the whole machine's CPUs are over SECONDS, in % (0-100)
 """
+import json
 import os
 import sys
+import time
 
 
 def children_map():
@@ -62,7 +69,39 @@ def status_kb(pid, key):
     return total
 
 
+def machine_cpus():
+    out = {}
+    with open("/proc/stat", encoding="ascii") as f:
+        for line in f:
+            name, *vals = line.split()
+            if name.startswith("cpu") and name[3:].isdigit():
+                v = [int(x) for x in vals]
+                total = sum(v[:8])  # guest time is already in user/nice
+                out[name[3:]] = [total - v[3] - v[4], total]  # busy: not idle/iowait
+    return out
+
+
+def machine_busy_pct(seconds):
+    before = machine_cpus()
+    time.sleep(seconds)
+    after = machine_cpus()
+    busy = sum(after[c][0] - before[c][0] for c in after)
+    total = sum(after[c][1] - before[c][1] for c in after)
+    return 100 * busy / total if total else 0.0
+
+
 def main():
+    if sys.argv[1] == "busy":
+        print(f"{machine_busy_pct(float(sys.argv[2])):.0f}")
+        return
+    if sys.argv[1] == "snapshot":
+        pids = [int(p) for p in sys.argv[2:]]
+        print(json.dumps({
+            "cpu": cpu_seconds(pids[0]),
+            "load_cpu": sum(cpu_seconds(p) for p in pids[1:]),
+            "cpus": machine_cpus(),
+        }))
+        return
     what, pid = sys.argv[1], int(sys.argv[2])
     if not os.path.exists(f"/proc/{pid}"):
         sys.exit(f"procstat.py: no process {pid}")
