@@ -76,7 +76,7 @@ pub fn apply(
     prefix: Option<&str>,
 ) {
     let real_ip = if conn.trusted {
-        real_ip_from_headers(headers, conn, forwarding)
+        real_ip_from_headers(headers, forwarding)
     } else {
         None
     };
@@ -133,11 +133,7 @@ fn set(
 
 /// nginx realip: the last address of the header, or with `real_ip_recursive`
 /// the last one that is not itself trusted.
-fn real_ip_from_headers(
-    headers: &HeaderMap,
-    conn: &ConnectionInfo,
-    forwarding: &Forwarding,
-) -> Option<IpAddr> {
+fn real_ip_from_headers(headers: &HeaderMap, forwarding: &Forwarding) -> Option<IpAddr> {
     let RealIpHeader::Header(name) = &forwarding.real_ip_header else {
         return None;
     };
@@ -153,7 +149,6 @@ fn real_ip_from_headers(
             }
         }
     }
-    let _ = conn;
     found
 }
 
