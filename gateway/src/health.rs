@@ -20,7 +20,7 @@ pub async fn check(
         stream.write_all(b"PROXY UNKNOWN\r\n").await?;
     }
     if ssl {
-        let connector = tokio_rustls::TlsConnector::from(crate::tls::insecure_client_config());
+        let connector = tokio_rustls::TlsConnector::from(crate::tls::no_verify_client_config());
         let name = rustls::pki_types::ServerName::try_from("localhost")?;
         let tls = connector.connect(name, stream).await?;
         get(tls, addr).await

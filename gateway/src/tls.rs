@@ -42,10 +42,6 @@ impl CertifiedKey {
             key: PrivateKeyDer::Pkcs8(cert.signing_key.serialize_der().into()),
         })
     }
-
-    fn clone_key(&self) -> PrivateKeyDer<'static> {
-        self.key.clone_key()
-    }
 }
 
 /// A listener's TLS config; ALPN offers h2 only when the listener has `http2`.
@@ -54,7 +50,7 @@ pub fn server_config(ck: &CertifiedKey, http2: bool) -> Result<Arc<ServerConfig>
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_no_client_auth()
-        .with_single_cert(ck.certs.clone(), ck.clone_key())
+        .with_single_cert(ck.certs.clone(), ck.key.clone_key())
         .map_err(|e| format!("certificate and key do not make a valid pair: {e}"))?;
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -64,9 +60,10 @@ pub fn server_config(ck: &CertifiedKey, http2: bool) -> Result<Arc<ServerConfig>
     Ok(Arc::new(config))
 }
 
-/// For `https` services. Like Kong's default (`tls_verify` unset), the upstream
-/// certificate is not verified; the connection is still encrypted.
-pub fn upstream_client_config() -> Arc<ClientConfig> {
+/// For `https` services (like Kong's default, `tls_verify` unset) and for
+/// `gateway health` on a local ssl listener: the peer certificate is not
+/// verified; the connection is still encrypted.
+pub fn no_verify_client_config() -> Arc<ClientConfig> {
     let provider = provider();
     let mut config = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -76,11 +73,6 @@ pub fn upstream_client_config() -> Arc<ClientConfig> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Arc::new(config)
-}
-
-/// Also used by `gateway health` against a local ssl admin listener.
-pub fn insecure_client_config() -> Arc<ClientConfig> {
-    upstream_client_config()
 }
 
 #[derive(Debug)]

@@ -46,14 +46,6 @@ impl Balancer {
             }
         }
     }
-
-    pub fn len(&self) -> usize {
-        self.targets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
-    }
 }
 
 /// nginx's smooth weighted round robin, unrolled into one full cycle.

@@ -200,7 +200,7 @@ impl Pools {
     pub fn new(settings: PoolSettings) -> Self {
         Pools {
             settings,
-            tls: tokio_rustls::TlsConnector::from(crate::tls::upstream_client_config()),
+            tls: tokio_rustls::TlsConnector::from(crate::tls::no_verify_client_config()),
             registry: Mutex::new(HashMap::new()),
         }
     }
