@@ -43,12 +43,53 @@ enum Command {
     /// Declarative configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Database schema migrations (database = postgres), as in Kong.
+    #[command(subcommand)]
+    Migrations(MigrationsCommand),
+}
+
+#[derive(Subcommand)]
+enum MigrationsCommand {
+    /// Bootstrap an empty database; a no-op if it is already bootstrapped.
+    Bootstrap(ConfArgs),
+    /// Run new migrations (the part that is safe while old nodes still run).
+    Up(ConfArgs),
+    /// Finish pending migrations once every node runs the new version.
+    Finish(ConfArgs),
+    /// List executed, pending and new migrations (exit 3: needs bootstrap,
+    /// 4: pending, 5: new).
+    List(ConfArgs),
+    /// One line about the schema, with the same exit codes as `list`.
+    Status(ConfArgs),
+    /// Drop every table the gateway created. All configuration is lost.
+    Reset {
+        #[command(flatten)]
+        conf: ConfArgs,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        yes: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum ConfigCommand {
     /// Validate a declarative config file (YAML or JSON).
     Parse {
+        file: PathBuf,
+        #[command(flatten)]
+        conf: ConfArgs,
+    },
+    /// Write the database's configuration to FILE in the declarative format.
+    #[command(name = "db_export")]
+    DbExport {
+        file: PathBuf,
+        #[command(flatten)]
+        conf: ConfArgs,
+    },
+    /// Load a declarative FILE into the database (entities with the same id
+    /// are replaced; nothing else is removed).
+    #[command(name = "db_import")]
+    DbImport {
         file: PathBuf,
         #[command(flatten)]
         conf: ConfArgs,
@@ -88,7 +129,41 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let _ = load(&conf)?;
             parse(&file)
         }
+        Command::Config(ConfigCommand::DbExport { file, conf }) => {
+            crate::db_cli::export(&database_config(&conf)?, &file)
+        }
+        Command::Config(ConfigCommand::DbImport { file, conf }) => {
+            crate::db_cli::import(&database_config(&conf)?, &file)
+        }
+        Command::Migrations(m) => {
+            use crate::db_cli::Migrate;
+            let (conf, what) = match m {
+                MigrationsCommand::Bootstrap(c) => (c, Migrate::Bootstrap),
+                MigrationsCommand::Up(c) => (c, Migrate::Up),
+                MigrationsCommand::Finish(c) => (c, Migrate::Finish),
+                MigrationsCommand::List(c) => (c, Migrate::List),
+                MigrationsCommand::Status(c) => (c, Migrate::Status),
+                MigrationsCommand::Reset { conf, yes } => {
+                    if !yes && !crate::db_cli::confirm_reset()? {
+                        println!("Canceled");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    (conf, Migrate::Reset)
+                }
+            };
+            crate::db_cli::migrate(&database_config(&conf)?, what)
+        }
     }
+}
+
+/// A configuration for the database commands: they need `database = postgres`.
+fn database_config(args: &ConfArgs) -> anyhow::Result<Config> {
+    let config = load(args)?;
+    if config.database != crate::config::Database::Postgres {
+        bail!("this command needs `database = \"postgres\"` (set it in the -c file or GATEWAY_DATABASE=postgres)");
+    }
+    init_logging(&config);
+    Ok(config)
 }
 
 fn init_logging(config: &Config) {

@@ -1,13 +1,20 @@
 //! Kong's declarative configuration format (`_format_version: "3.0"`), read from
-//! YAML or JSON into [`Entities`]. Errors point to the entity and the field.
+//! YAML or JSON into [`Entities`] and written back by [`export`]. Serde checks
+//! the shape; the Admin API schemas ([`crate::schema`]) check the values.
+//! Errors point to the entity and the field.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
-use crate::model::{self, Entities, ForeignKey, PathHandling, Protocol};
+use crate::model::{self, Entities};
+use crate::schema::{self, FieldErrors, Kind, Write};
+
+pub use crate::schema::net::{format_host_port, split_host_port};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{at}: {message}")]
@@ -24,6 +31,8 @@ fn err(at: impl Into<String>, message: impl Into<String>) -> DeclarativeError {
     }
 }
 
+type Object = Map<String, Value>;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
@@ -39,11 +48,18 @@ struct File {
     upstreams: Vec<DUpstream>,
     #[serde(default)]
     targets: Vec<DTarget>,
+    #[serde(default)]
+    consumers: Vec<Object>,
+    #[serde(default)]
+    plugins: Vec<Object>,
+    #[serde(default)]
+    certificates: Vec<Object>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct DService {
+    #[serde(skip_serializing)]
     id: Option<Uuid>,
     name: Option<String>,
     url: Option<String>,
@@ -57,13 +73,16 @@ struct DService {
     write_timeout: Option<u32>,
     enabled: Option<bool>,
     tags: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, skip_serializing)]
     routes: Vec<DRoute>,
+    #[serde(default, skip_serializing)]
+    plugins: Vec<Object>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct DRoute {
+    #[serde(skip_serializing)]
     id: Option<Uuid>,
     name: Option<String>,
     protocols: Option<Vec<String>>,
@@ -74,35 +93,28 @@ struct DRoute {
     https_redirect_status_code: Option<u16>,
     regex_priority: Option<i64>,
     strip_path: Option<bool>,
-    path_handling: Option<PathHandling>,
+    path_handling: Option<model::PathHandling>,
     preserve_host: Option<bool>,
     request_buffering: Option<bool>,
     response_buffering: Option<bool>,
     tags: Option<Vec<String>>,
-    service: Option<ServiceRef>,
+    #[serde(skip_serializing)]
+    service: Option<Value>,
+    #[serde(default, skip_serializing)]
+    plugins: Vec<Object>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(untagged)]
 enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
-/// Kong accepts `service: name-or-id` and `service: {id: ..}` / `{name: ..}`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum ServiceRef {
-    Key(String),
-    Object {
-        id: Option<Uuid>,
-        name: Option<String>,
-    },
-}
-
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct DUpstream {
+    #[serde(skip_serializing)]
     id: Option<Uuid>,
     name: String,
     algorithm: Option<String>,
@@ -110,20 +122,21 @@ struct DUpstream {
     host_header: Option<String>,
     tags: Option<Vec<String>>,
     /// Accepted so that Kong exports load; active and passive checks are not run.
-    #[serde(default, rename = "healthchecks")]
-    _healthchecks: Option<serde_json::Value>,
-    #[serde(default)]
+    healthchecks: Option<Object>,
+    #[serde(default, skip_serializing)]
     targets: Vec<DTarget>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct DTarget {
+    #[serde(skip_serializing)]
     id: Option<Uuid>,
     target: String,
     weight: Option<u32>,
     tags: Option<Vec<String>>,
     /// Only on top-level targets: the upstream's name or id.
+    #[serde(skip_serializing)]
     upstream: Option<String>,
 }
 
@@ -165,14 +178,71 @@ pub fn parse(text: &str) -> Result<Document, DeclarativeError> {
     Builder::default().build(file)
 }
 
+/// A flat `_format_version: "3.0"` document with ids and no timestamps;
+/// references are ids. `parse(&export(e))` gives `e` back, timestamps aside.
+pub fn export(entities: &Entities) -> String {
+    fn list<T: Serialize>(items: &[T], refs: &[&str]) -> Value {
+        let out = items.iter().map(|item| {
+            let mut v = serde_json::to_value(item).unwrap_or(Value::Null);
+            if let Value::Object(o) = &mut v {
+                o.remove("created_at");
+                o.remove("updated_at");
+                // Unset and empty fields read back as their defaults.
+                o.retain(|k, v| match v {
+                    Value::Null => false,
+                    Value::Array(a) => !a.is_empty(),
+                    Value::Object(m) => !m.is_empty() || k == "config",
+                    _ => true,
+                });
+                for r in refs {
+                    // `{"id": x}` -> `x`; null references are left out.
+                    match o.remove(*r).and_then(|fk| fk.get("id").cloned()) {
+                        Some(id) => o.insert((*r).to_string(), id),
+                        None => None,
+                    };
+                }
+                if let Some(Value::Array(snis)) = o.get_mut("snis") {
+                    for s in snis.iter_mut() {
+                        *s = json!({ "name": s.take() });
+                    }
+                }
+            }
+            v
+        });
+        Value::Array(out.collect())
+    }
+    let e = entities;
+    let doc = json!({
+        "_format_version": "3.0",
+        "services": list(&e.services, &[]),
+        "routes": list(&e.routes, &["service"]),
+        "upstreams": list(&e.upstreams, &[]),
+        "targets": list(&e.targets, &["upstream"]),
+        "consumers": list(&e.consumers, &[]),
+        "plugins": list(&e.plugins, &["service", "route", "consumer"]),
+        "certificates": list(&e.certificates, &[]),
+    });
+    serde_yaml_ng::to_string(&doc).unwrap_or_default()
+}
+
 #[derive(Default)]
 struct Builder {
     out: Entities,
+    /// Names and id strings alike, per kind.
     service_keys: HashMap<String, Uuid>,
+    route_keys: HashMap<String, Uuid>,
     upstream_keys: HashMap<String, Uuid>,
+    consumer_keys: HashMap<String, Uuid>,
+    custom_ids: HashMap<String, Uuid>,
     seen_ids: HashMap<Uuid, String>,
+    /// (name, service, route, consumer) -> where: a plugin is unique per scope.
+    plugin_scopes: HashMap<PluginScope, String>,
+    snis: HashMap<String, String>,
     route_locations: HashMap<String, String>,
 }
+
+/// A plugin's name, service, route and consumer.
+type PluginScope = (String, Option<Uuid>, Option<Uuid>, Option<Uuid>);
 
 struct Where(String);
 
@@ -189,6 +259,54 @@ fn label(kind: &str, index: usize, name: Option<&str>) -> Where {
     }
 }
 
+/// The first schema error at its field, the others after it.
+fn schema_err(at: &Where, e: &FieldErrors) -> DeclarativeError {
+    let mut entries = e.entries().into_iter();
+    let (path, message) = entries.next().unwrap_or_default();
+    let more: Vec<String> = entries
+        .map(|(p, m)| if p.is_empty() { m } else { format!("{p}: {m}") })
+        .collect();
+    let at = if path.is_empty() {
+        at.0.clone()
+    } else {
+        format!("{at}.{path}")
+    };
+    match more.is_empty() {
+        true => err(at, message),
+        false => err(at, format!("{message} (also {})", more.join("; "))),
+    }
+}
+
+fn body_of<T: Serialize>(d: &T) -> Object {
+    match serde_json::to_value(d) {
+        Ok(Value::Object(o)) => o,
+        _ => Object::new(),
+    }
+}
+
+/// An explicit `id`, or `derived` when there is none.
+fn id_of(
+    at: &Where,
+    body: &Object,
+    derived: impl FnOnce() -> Uuid,
+) -> Result<Uuid, DeclarativeError> {
+    match body.get("id") {
+        None | Some(Value::Null) => Ok(derived()),
+        Some(Value::String(s)) => {
+            Uuid::parse_str(s).map_err(|_| err(format!("{at}.id"), "expected a valid UUID"))
+        }
+        Some(_) => Err(err(format!("{at}.id"), "expected a string")),
+    }
+}
+
+fn nested(at: &Where, key: &str, v: Option<Value>) -> Result<Vec<Object>, DeclarativeError> {
+    match v {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(v) => serde_json::from_value(v)
+            .map_err(|_| err(format!("{at}.{key}"), "expected an array of records")),
+    }
+}
+
 impl Builder {
     fn build(mut self, file: File) -> Result<Document, DeclarativeError> {
         if file.format_version != "3.0" {
@@ -200,11 +318,12 @@ impl Builder {
                 ),
             ));
         }
-        let mut pending_routes = Vec::new();
-        for (i, s) in file.services.into_iter().enumerate() {
+        let mut routes = Vec::new();
+        let mut plugins = Vec::new();
+        for (i, mut s) in file.services.into_iter().enumerate() {
             let at = label("services", i, s.name.as_deref());
             let id = self.service(&at, i, &s)?;
-            for (j, r) in s.routes.into_iter().enumerate() {
+            for (j, r) in std::mem::take(&mut s.routes).into_iter().enumerate() {
                 let at = Where(format!("{at}.{}", label("routes", j, r.name.as_deref())));
                 if r.service.is_some() {
                     return Err(err(
@@ -212,24 +331,34 @@ impl Builder {
                         "service: a nested route already belongs to its service",
                     ));
                 }
-                pending_routes.push((at, r, Some(id)));
+                routes.push((at, r, Some(id)));
+            }
+            for (j, p) in s.plugins.into_iter().enumerate() {
+                plugins.push((
+                    Where(format!("{at}.plugins[{j}]")),
+                    p,
+                    Some(("service", id)),
+                ));
             }
         }
         for (i, r) in file.routes.into_iter().enumerate() {
             let at = label("routes", i, r.name.as_deref());
             let service = match &r.service {
-                None => None,
-                Some(key) => Some(self.resolve_service(&at, key)?),
+                None | Some(Value::Null) => None,
+                Some(key) => Some(resolve(&self.service_keys, &at, "service", key)?),
             };
-            pending_routes.push((at, r, service));
+            routes.push((at, r, service));
         }
-        for (at, r, service) in pending_routes {
-            self.route(&at, r, service)?;
+        for (at, mut r, service) in routes {
+            let id = self.route(&at, &r, service)?;
+            for (j, p) in std::mem::take(&mut r.plugins).into_iter().enumerate() {
+                plugins.push((Where(format!("{at}.plugins[{j}]")), p, Some(("route", id))));
+            }
         }
-        for (i, u) in file.upstreams.into_iter().enumerate() {
+        for (i, mut u) in file.upstreams.into_iter().enumerate() {
             let at = label("upstreams", i, Some(&u.name));
             let id = self.upstream(&at, &u)?;
-            for (j, t) in u.targets.into_iter().enumerate() {
+            for (j, t) in std::mem::take(&mut u.targets).into_iter().enumerate() {
                 let at = Where(format!("{at}.targets[{j}]"));
                 if t.upstream.is_some() {
                     return Err(err(
@@ -237,7 +366,7 @@ impl Builder {
                         "upstream: a nested target already belongs to its upstream",
                     ));
                 }
-                self.target(&at, t, id)?;
+                self.target(&at, &t, id)?;
             }
         }
         for (i, t) in file.targets.into_iter().enumerate() {
@@ -245,13 +374,35 @@ impl Builder {
             let Some(key) = t.upstream.clone() else {
                 return Err(err(at.0, "upstream: required for a top-level target"));
             };
-            let id = self.lookup(&self.upstream_keys, &key).ok_or_else(|| {
+            let id = self.upstream_keys.get(&key).copied().ok_or_else(|| {
                 err(
                     format!("{at}.upstream"),
                     format!("no upstream named `{key}`"),
                 )
             })?;
-            self.target(&at, t, id)?;
+            self.target(&at, &t, id)?;
+        }
+        for (i, mut c) in file.consumers.into_iter().enumerate() {
+            let name = c.get("username").and_then(Value::as_str).map(str::to_owned);
+            let at = label("consumers", i, name.as_deref());
+            let nested_plugins = nested(&at, "plugins", c.remove("plugins"))?;
+            let id = self.consumer(&at, i, c)?;
+            for (j, p) in nested_plugins.into_iter().enumerate() {
+                plugins.push((
+                    Where(format!("{at}.plugins[{j}]")),
+                    p,
+                    Some(("consumer", id)),
+                ));
+            }
+        }
+        for (i, p) in file.plugins.into_iter().enumerate() {
+            plugins.push((label("plugins", i, None), p, None));
+        }
+        for (at, p, parent) in plugins {
+            self.plugin(&at, p, parent)?;
+        }
+        for (i, c) in file.certificates.into_iter().enumerate() {
+            self.certificate(&label("certificates", i, None), i, c)?;
         }
         Ok(Document {
             entities: self.out,
@@ -269,21 +420,19 @@ impl Builder {
         Ok(())
     }
 
-    /// `keys` holds names and id strings alike.
-    fn lookup(&self, keys: &HashMap<String, Uuid>, key: &str) -> Option<Uuid> {
-        keys.get(key).copied()
-    }
-
-    fn resolve_service(&self, at: &Where, key: &ServiceRef) -> Result<Uuid, DeclarativeError> {
-        let found = match key {
-            ServiceRef::Key(k) => self.lookup(&self.service_keys, k),
-            ServiceRef::Object { id: Some(id), .. } => {
-                self.lookup(&self.service_keys, &id.to_string())
-            }
-            ServiceRef::Object { name: Some(n), .. } => self.lookup(&self.service_keys, n),
-            ServiceRef::Object { .. } => None,
-        };
-        found.ok_or_else(|| err(format!("{at}.service"), "no such service in this file"))
+    /// Validates `body` with the Admin API schema and reads the result.
+    fn checked<T: DeserializeOwned>(
+        &mut self,
+        kind: Kind,
+        at: &Where,
+        mut body: Object,
+        id: Uuid,
+    ) -> Result<T, DeclarativeError> {
+        body.insert("id".into(), id.to_string().into());
+        let v =
+            schema::validate(kind, body, Write::Create, None, 0).map_err(|e| schema_err(at, &e))?;
+        self.claim_id(at, id)?;
+        serde_json::from_value(v).map_err(|e| err(at.0.clone(), e.to_string()))
     }
 
     fn service(
@@ -292,294 +441,216 @@ impl Builder {
         index: usize,
         s: &DService,
     ) -> Result<Uuid, DeclarativeError> {
-        let field = |f: &str| format!("{at}.{f}");
-        let (mut protocol, mut host, mut port, mut path) = (None, None, None, None);
-        if let Some(url) = &s.url {
-            if s.protocol.is_some() || s.host.is_some() || s.port.is_some() || s.path.is_some() {
-                return Err(err(
-                    field("url"),
-                    "set either `url` or protocol/host/port/path, not both",
-                ));
-            }
-            let (p, h, po, pa) = parse_url(url).map_err(|m| err(field("url"), m))?;
-            (protocol, host, port, path) = (Some(p), Some(h), Some(po), pa);
-        }
-        if let Some(p) = &s.protocol {
-            protocol = Some(parse_protocol(p).map_err(|m| err(field("protocol"), m))?);
-        }
-        let protocol = protocol.unwrap_or(Protocol::Http);
-        host = host.or_else(|| s.host.clone());
-        let host = host.ok_or_else(|| err(field("host"), "required (or give `url`)"))?;
-        if host.is_empty() || host.contains(['/', ' ', '?', '#']) {
-            return Err(err(
-                field("host"),
-                format!("`{host}` is not a host name or address"),
-            ));
-        }
-        port = port.or(s.port);
-        let port = port.unwrap_or(80);
-        if port == 0 {
-            return Err(err(field("port"), "must be between 1 and 65535"));
-        }
-        path = path.or_else(|| s.path.clone());
-        if let Some(p) = &path {
-            if !p.starts_with('/') {
-                return Err(err(field("path"), "must start with /"));
-            }
-        }
-        let timeout = |v: Option<u32>, f: &str| match v {
-            None => Ok(model::DEFAULT_TIMEOUT_MS),
-            Some(t) if (1..=2_147_483_646).contains(&t) => Ok(t),
-            Some(_) => Err(err(
-                field(f),
-                "must be between 1 and 2147483646 (milliseconds)",
-            )),
-        };
-        let retries = s.retries.unwrap_or(model::DEFAULT_RETRIES);
-        if retries > 32_767 {
-            return Err(err(field("retries"), "must be between 0 and 32767"));
-        }
         let key = s.name.clone().unwrap_or_else(|| format!("#{index}"));
         let id = s.id.unwrap_or_else(|| model::derived_id("services", &key));
         if let Some(name) = &s.name {
             if self.service_keys.insert(name.clone(), id).is_some() {
                 return Err(err(
-                    field("name"),
+                    format!("{at}.name"),
                     format!("another service is named `{name}`"),
                 ));
             }
         }
         // Routes may name their service by id too.
         self.service_keys.insert(id.to_string(), id);
-        self.claim_id(at, id)?;
-        self.out.services.push(model::Service {
-            id,
-            name: s.name.clone(),
-            protocol,
-            host,
-            port,
-            path,
-            retries,
-            connect_timeout: timeout(s.connect_timeout, "connect_timeout")?,
-            read_timeout: timeout(s.read_timeout, "read_timeout")?,
-            write_timeout: timeout(s.write_timeout, "write_timeout")?,
-            enabled: s.enabled.unwrap_or(true),
-            tags: s.tags.clone().unwrap_or_default(),
-            created_at: 0,
-            updated_at: 0,
-        });
+        let service = self.checked(Kind::Services, at, body_of(s), id)?;
+        self.out.services.push(service);
         Ok(id)
     }
 
     fn route(
         &mut self,
         at: &Where,
-        r: DRoute,
+        r: &DRoute,
         service: Option<Uuid>,
-    ) -> Result<(), DeclarativeError> {
-        let field = |f: &str| format!("{at}.{f}");
-        let protocols = match r.protocols {
-            None => vec![Protocol::Http, Protocol::Https],
-            Some(list) if list.is_empty() => {
-                return Err(err(field("protocols"), "must not be empty"))
-            }
-            Some(list) => list
-                .iter()
-                .map(|p| parse_protocol(p))
-                .collect::<Result<_, _>>()
-                .map_err(|m| err(field("protocols"), m))?,
-        };
-        let code = r.https_redirect_status_code.unwrap_or(426);
-        if ![426, 301, 302, 307, 308].contains(&code) {
-            return Err(err(
-                field("https_redirect_status_code"),
-                "must be one of 426, 301, 302, 307, 308",
-            ));
-        }
-        let headers = r
-            .headers
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| match v {
-                OneOrMany::One(s) => (k, vec![s]),
-                OneOrMany::Many(list) => (k, list),
-            })
-            .collect();
+    ) -> Result<Uuid, DeclarativeError> {
         let key = r.name.clone().unwrap_or_else(|| at.0.clone());
         let id = r.id.unwrap_or_else(|| model::derived_id("routes", &key));
         if let Some(name) = &r.name {
             if self.route_locations.contains_key(name) {
                 return Err(err(
-                    field("name"),
+                    format!("{at}.name"),
                     format!("another route is named `{name}`"),
                 ));
             }
+            self.route_keys.insert(name.clone(), id);
         }
-        self.claim_id(at, id)?;
+        self.route_keys.insert(id.to_string(), id);
+        let mut body = body_of(r);
+        if let Some(id) = service {
+            body.insert("service".into(), json!({ "id": id }));
+        }
+        let route = self.checked(Kind::Routes, at, body, id)?;
         let key = r.name.clone().unwrap_or_else(|| id.to_string());
         self.route_locations.insert(key, at.0.clone());
-        self.out.routes.push(model::Route {
-            id,
-            name: r.name,
-            protocols,
-            methods: r.methods.unwrap_or_default(),
-            hosts: r.hosts.unwrap_or_default(),
-            paths: r.paths.unwrap_or_default(),
-            headers,
-            https_redirect_status_code: code,
-            regex_priority: r.regex_priority.unwrap_or(0),
-            strip_path: r.strip_path.unwrap_or(true),
-            path_handling: r.path_handling.unwrap_or_default(),
-            preserve_host: r.preserve_host.unwrap_or(false),
-            request_buffering: r.request_buffering.unwrap_or(true),
-            response_buffering: r.response_buffering.unwrap_or(true),
-            service: service.map(|id| ForeignKey { id }),
-            tags: r.tags.unwrap_or_default(),
-            created_at: 0,
-            updated_at: 0,
-        });
-        Ok(())
+        self.out.routes.push(route);
+        Ok(id)
     }
 
     fn upstream(&mut self, at: &Where, u: &DUpstream) -> Result<Uuid, DeclarativeError> {
-        let field = |f: &str| format!("{at}.{f}");
-        if u.name.is_empty()
-            || !u
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-._".contains(c))
-        {
-            return Err(err(
-                field("name"),
-                "must be a host name (letters, digits, `-`, `.`, `_`)",
-            ));
-        }
-        let algorithm = u.algorithm.clone().unwrap_or_else(|| "round-robin".into());
-        if algorithm != "round-robin" {
-            return Err(err(
-                field("algorithm"),
-                format!("`{algorithm}` is not supported yet; use `round-robin`"),
-            ));
-        }
         let id =
             u.id.unwrap_or_else(|| model::derived_id("upstreams", &u.name));
         self.upstream_keys.insert(id.to_string(), id);
         if self.upstream_keys.insert(u.name.clone(), id).is_some() {
             return Err(err(
-                field("name"),
+                format!("{at}.name"),
                 format!("another upstream is named `{}`", u.name),
             ));
         }
-        self.claim_id(at, id)?;
-        self.out.upstreams.push(model::Upstream {
-            id,
-            name: u.name.clone(),
-            algorithm,
-            slots: u.slots.unwrap_or(model::DEFAULT_UPSTREAM_SLOTS),
-            host_header: u.host_header.clone(),
-            tags: u.tags.clone().unwrap_or_default(),
-            created_at: 0,
-            updated_at: 0,
-        });
+        let upstream = self.checked(Kind::Upstreams, at, body_of(u), id)?;
+        self.out.upstreams.push(upstream);
         Ok(id)
     }
 
-    fn target(&mut self, at: &Where, t: DTarget, upstream: Uuid) -> Result<(), DeclarativeError> {
-        let (host, port) =
-            split_host_port(&t.target).map_err(|m| err(format!("{at}.target"), m))?;
-        let target = format_host_port(&host, port.unwrap_or(model::DEFAULT_TARGET_PORT));
-        let weight = t.weight.unwrap_or(model::DEFAULT_TARGET_WEIGHT);
-        if weight > 65_535 {
-            return Err(err(format!("{at}.weight"), "must be between 0 and 65535"));
-        }
+    fn target(&mut self, at: &Where, t: &DTarget, upstream: Uuid) -> Result<(), DeclarativeError> {
+        let mut body = body_of(t);
+        body.insert("upstream".into(), json!({ "id": upstream }));
+        let normal = split_host_port(&t.target)
+            .map(|(h, p)| format_host_port(&h, p.unwrap_or(model::DEFAULT_TARGET_PORT)))
+            .unwrap_or_default();
         let id =
-            t.id.unwrap_or_else(|| model::derived_id("targets", &format!("{upstream}/{target}")));
-        self.claim_id(at, id)?;
-        self.out.targets.push(model::Target {
-            id,
-            upstream: ForeignKey { id: upstream },
-            target,
-            weight,
-            tags: t.tags.unwrap_or_default(),
-            created_at: 0,
-            updated_at: 0,
-        });
+            t.id.unwrap_or_else(|| model::derived_id("targets", &format!("{upstream}/{normal}")));
+        let target = self.checked(Kind::Targets, at, body, id)?;
+        self.out.targets.push(target);
+        Ok(())
+    }
+
+    fn consumer(&mut self, at: &Where, index: usize, c: Object) -> Result<Uuid, DeclarativeError> {
+        let text = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (username, custom_id) = (text("username"), text("custom_id"));
+        let key = match (&username, &custom_id) {
+            (Some(u), _) => u.clone(),
+            (None, Some(c)) => format!("custom_id:{c}"),
+            (None, None) => format!("#{index}"),
+        };
+        let id = id_of(at, &c, || model::derived_id("consumers", &key))?;
+        if let Some(u) = &username {
+            if self.consumer_keys.insert(u.clone(), id).is_some() {
+                return Err(err(
+                    format!("{at}.username"),
+                    format!("another consumer is named `{u}`"),
+                ));
+            }
+        }
+        if let Some(c) = &custom_id {
+            if self.custom_ids.insert(c.clone(), id).is_some() {
+                return Err(err(
+                    format!("{at}.custom_id"),
+                    format!("another consumer has custom_id `{c}`"),
+                ));
+            }
+        }
+        let consumer = self.checked(Kind::Consumers, at, c, id)?;
+        self.consumer_keys.insert(id.to_string(), id);
+        self.out.consumers.push(consumer);
+        Ok(id)
+    }
+
+    fn plugin(
+        &mut self,
+        at: &Where,
+        mut p: Object,
+        parent: Option<(&str, Uuid)>,
+    ) -> Result<(), DeclarativeError> {
+        let mut scope = [None; 3];
+        for (i, field) in ["service", "route", "consumer"].into_iter().enumerate() {
+            let keys = match field {
+                "service" => &self.service_keys,
+                "route" => &self.route_keys,
+                _ => &self.consumer_keys,
+            };
+            let given = p.get(field).filter(|v| !v.is_null());
+            scope[i] = match (given, parent) {
+                (Some(_), Some((owner, _))) if owner == field => {
+                    return Err(err(
+                        format!("{at}.{field}"),
+                        format!("a nested plugin already belongs to its {field}"),
+                    ))
+                }
+                (_, Some((owner, id))) if owner == field => Some(id),
+                (Some(key), _) => Some(resolve(keys, at, field, key)?),
+                (None, _) => None,
+            };
+            if let Some(id) = scope[i] {
+                p.insert(field.into(), json!({ "id": id }));
+            }
+        }
+        let name = p
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let scope_key = (name, scope[0], scope[1], scope[2]);
+        let id = id_of(at, &p, || {
+            let [s, r, c] = scope.map(|x| x.map(|id| id.to_string()).unwrap_or_default());
+            model::derived_id("plugins", &format!("{}:{s}:{r}:{c}", scope_key.0))
+        })?;
+        if let Some(other) = self.plugin_scopes.insert(scope_key.clone(), at.0.clone()) {
+            return Err(err(
+                at.0.clone(),
+                format!(
+                    "plugin `{}` is already configured for the same service, route and consumer by {other}",
+                    scope_key.0
+                ),
+            ));
+        }
+        let plugin = self.checked(Kind::Plugins, at, p, id)?;
+        self.out.plugins.push(plugin);
+        Ok(())
+    }
+
+    fn certificate(
+        &mut self,
+        at: &Where,
+        index: usize,
+        mut c: Object,
+    ) -> Result<(), DeclarativeError> {
+        // Kong nests SNIs as records (`{name: example.com}`); the schema takes names.
+        if let Some(Value::Array(snis)) = c.get_mut("snis") {
+            for s in snis.iter_mut() {
+                if let Some(name) = s.get("name").and_then(Value::as_str) {
+                    *s = Value::String(name.to_string());
+                }
+            }
+        }
+        let id = id_of(at, &c, || {
+            model::derived_id("certificates", &format!("#{index}"))
+        })?;
+        let cert: model::Certificate = self.checked(Kind::Certificates, at, c, id)?;
+        for sni in &cert.snis {
+            if let Some(other) = self.snis.insert(sni.clone(), at.0.clone()) {
+                return Err(err(
+                    format!("{at}.snis"),
+                    format!("sni `{sni}` is also used by {other}"),
+                ));
+            }
+        }
+        self.out.certificates.push(cert);
         Ok(())
     }
 }
 
-fn parse_protocol(p: &str) -> Result<Protocol, String> {
-    match p {
-        "http" => Ok(Protocol::Http),
-        "https" => Ok(Protocol::Https),
-        other => Err(format!("`{other}` is not supported; use http or https")),
-    }
-}
-
-/// Kong's service `url` shorthand: `scheme://host[:port][/path]`.
-fn parse_url(url: &str) -> Result<(Protocol, String, u16, Option<String>), String> {
-    let uri: http::Uri = url.parse().map_err(|_| format!("`{url}` is not a URL"))?;
-    let protocol = parse_protocol(
-        uri.scheme_str()
-            .ok_or("the URL needs a scheme (http:// or https://)")?,
-    )?;
-    let host = uri.host().ok_or("the URL needs a host")?;
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let port = uri.port_u16().unwrap_or(protocol.default_port());
-    let path = match uri.path() {
-        "" | "/" if !url.ends_with('/') => None,
-        p => Some(p.to_string()),
+/// Kong references an entity by endpoint key or id, bare or as `{id: ..}` /
+/// `{name: ..}` / `{username: ..}`.
+fn resolve(
+    keys: &HashMap<String, Uuid>,
+    at: &Where,
+    field: &str,
+    key: &Value,
+) -> Result<Uuid, DeclarativeError> {
+    let text = match key {
+        Value::String(s) => Some(s.as_str()),
+        Value::Object(o) => ["id", "name", "username"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str)),
+        _ => None,
     };
-    if uri.query().is_some() {
-        return Err("the URL must not have a query string".into());
-    }
-    Ok((protocol, host, port, path))
-}
-
-/// `host`, `host:port`, `1.2.3.4:80`, `[::1]:80` or `::1`.
-pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
-    let bad = || format!("`{s}` is not host, host:port or [ipv6]:port");
-    if s.is_empty() || s.contains(['/', ' ']) {
-        return Err(bad());
-    }
-    if let Some(rest) = s.strip_prefix('[') {
-        let (host, tail) = rest.split_once(']').ok_or_else(bad)?;
-        host.parse::<std::net::Ipv6Addr>().map_err(|_| bad())?;
-        return match tail {
-            "" => Ok((host.to_string(), None)),
-            t => {
-                let port = t
-                    .strip_prefix(':')
-                    .and_then(|p| p.parse().ok())
-                    .ok_or_else(bad)?;
-                Ok((host.to_string(), Some(port)))
-            }
-        };
-    }
-    if s.parse::<std::net::Ipv6Addr>().is_ok() {
-        return Ok((s.to_string(), None));
-    }
-    match s.rsplit_once(':') {
-        None => Ok((s.to_string(), None)),
-        Some((host, port)) => {
-            let port: u16 = port.parse().map_err(|_| bad())?;
-            if host.is_empty() || port == 0 {
-                return Err(bad());
-            }
-            Ok((host.to_string(), Some(port)))
-        }
-    }
-}
-
-pub fn format_host_port(host: &str, port: u16) -> String {
-    if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
+    text.and_then(|k| keys.get(k).copied()).ok_or_else(|| {
+        err(
+            format!("{at}.{field}"),
+            format!("no such {field} in this file"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 
 pub mod admin;
 pub mod cli;
+pub mod cluster;
 pub mod config;
+pub mod db_cli;
 pub mod declarative;
 pub mod health;
 pub mod listener;
@@ -12,6 +14,8 @@ pub mod node;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod router;
+pub mod schema;
 pub mod snapshot;
 pub mod status;
+pub mod store;
 pub mod tls;

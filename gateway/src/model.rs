@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use uuid::Uuid;
 
 /// Protocols a service or route may name. Only http and https are proxied.
@@ -58,6 +58,7 @@ pub struct Service {
     pub read_timeout: u32,
     pub write_timeout: u32,
     pub enabled: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -68,9 +69,13 @@ pub struct Route {
     pub id: Uuid,
     pub name: Option<String>,
     pub protocols: Vec<Protocol>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub methods: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub hosts: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub paths: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub headers: BTreeMap<String, Vec<String>>,
     pub https_redirect_status_code: u16,
     pub regex_priority: i64,
@@ -80,6 +85,7 @@ pub struct Route {
     pub request_buffering: bool,
     pub response_buffering: bool,
     pub service: Option<ForeignKey>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -92,6 +98,7 @@ pub struct Upstream {
     pub algorithm: String,
     pub slots: u32,
     pub host_header: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -104,6 +111,59 @@ pub struct Target {
     /// `host:port`; the port defaults to 8000 as in Kong.
     pub target: String,
     pub weight: u32,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Consumer {
+    pub id: Uuid,
+    pub username: Option<String>,
+    pub custom_id: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plugin {
+    pub id: Uuid,
+    pub name: String,
+    #[serde(default)]
+    pub instance_name: Option<String>,
+    /// Stored as given: plugin schemas are not enforced yet.
+    #[serde(default = "empty_object")]
+    pub config: serde_json::Value,
+    pub protocols: Vec<String>,
+    pub enabled: bool,
+    #[serde(default)]
+    pub service: Option<ForeignKey>,
+    #[serde(default)]
+    pub route: Option<ForeignKey>,
+    #[serde(default)]
+    pub consumer: Option<ForeignKey>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A certificate and its key in PEM, with the SNIs it serves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub id: Uuid,
+    pub cert: String,
+    pub key: String,
+    #[serde(default)]
+    pub cert_alt: Option<String>,
+    #[serde(default)]
+    pub key_alt: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub snis: Vec<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
     pub tags: Vec<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -117,6 +177,25 @@ pub struct Entities {
     pub routes: Vec<Route>,
     pub upstreams: Vec<Upstream>,
     pub targets: Vec<Target>,
+    #[serde(default)]
+    pub consumers: Vec<Consumer>,
+    #[serde(default)]
+    pub plugins: Vec<Plugin>,
+    #[serde(default)]
+    pub certificates: Vec<Certificate>,
+}
+
+/// Kong outputs null for unset lists and maps; read it as empty.
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Option::unwrap_or_default)
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
 }
 
 pub const DEFAULT_RETRIES: u32 = 5;

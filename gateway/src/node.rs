@@ -11,13 +11,15 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::watch;
 
 use crate::admin::{self, AdminState, NodeInfo};
-use crate::config::{Config, Listen};
+use crate::cluster::Cluster;
+use crate::config::{Config, Database, Listen};
 use crate::listener::{self, App, Serving};
 use crate::proxy::forwarded::Forwarding;
 use crate::proxy::pool::{PoolSettings, Pools};
 use crate::proxy::Shared;
 use crate::snapshot::Snapshot;
 use crate::status::Status;
+use crate::store::{migrations, Store};
 use crate::tls::{self, CertifiedKey};
 
 /// Builds the runtime and runs the node until it has drained.
@@ -53,6 +55,7 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
         Some(path) => load_declarative(path, &pools)?,
         None => Snapshot::empty(),
     };
+    let mut signals = Signals::new()?;
     let status = Arc::new(Status::default());
     let shared = Arc::new(Shared {
         snapshot: ArcSwap::from_pointee(snapshot),
@@ -63,14 +66,31 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
             real_ip_recursive: config.real_ip_recursive,
         },
     });
+    let node = NodeInfo {
+        node_id: uuid::Uuid::new_v4(),
+        hostname: hostname(),
+        configuration: public_configuration(&config),
+    };
+    let cluster = match config.database {
+        Database::Off => None,
+        Database::Postgres => {
+            let joined = join_cluster(&config, &node, &shared, &pools);
+            tokio::select! {
+                c = joined => Some(c?),
+                _ = signals.next() => {
+                    tracing::info!("stopped before the database was reachable");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    let node_id = node.node_id;
     let admin_app = admin::router(AdminState {
         shared: shared.clone(),
         pools: pools.clone(),
-        node: Arc::new(NodeInfo {
-            node_id: uuid::Uuid::new_v4(),
-            hostname: hostname(),
-            configuration: public_configuration(&config),
-        }),
+        node: Arc::new(node),
+        cluster: cluster.clone(),
+        token: config.admin_token.clone(),
     });
 
     let (stop, stopped) = watch::channel(false);
@@ -114,14 +134,64 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
     for l in &config.admin_listen {
         tracing::info!("admin listening on {l}");
     }
-    tracing::info!(pid = std::process::id(), "gateway started");
+    tracing::info!(pid = std::process::id(), %node_id, "gateway started");
 
-    let mut signals = Signals::new()?;
     while let Sig::Reload = signals.next().await {
-        reload(&config, &shared, &pools);
+        match &cluster {
+            Some(c) => {
+                let _ = c.sync().await;
+            }
+            None => reload(&config, &shared, &pools),
+        }
     }
     drain(&config, &status, stop, tasks, &mut signals).await;
+    if let Some(c) = cluster {
+        c.leave().await;
+    }
     Ok(())
+}
+
+/// Waits for the database, refuses a schema that needs migrations, loads the
+/// configuration and starts following the cluster.
+async fn join_cluster(
+    config: &Config,
+    node: &NodeInfo,
+    shared: &Arc<Shared>,
+    pools: &Arc<Pools>,
+) -> anyhow::Result<Arc<Cluster>> {
+    let store = Store::new(&config.pg);
+    loop {
+        store.wait_until_reachable().await;
+        match migrations::state(&store).await {
+            Ok(state) => {
+                if let Some(why) = state.start_blocker() {
+                    bail!("{why}");
+                }
+                break;
+            }
+            Err(e) => tracing::warn!("cannot read the migration state: {e}"),
+        }
+    }
+    let address = config.cluster.advertise.clone().unwrap_or_else(|| {
+        let port = config.admin_listen.first().map_or(8001, |l| l.addr.port());
+        format!("{}:{port}", node.hostname)
+    });
+    let cluster = Cluster::new(
+        store,
+        (node.node_id, node.hostname.clone(), address),
+        config.cluster.clone(),
+        shared.clone(),
+        pools.clone(),
+    );
+    let mut delay = Duration::from_secs(1);
+    while let Err(e) = cluster.sync().await {
+        tracing::warn!("cannot load the configuration: {e}; retrying in {delay:?}");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+    tokio::spawn(cluster.clone().heartbeat_loop());
+    tokio::spawn(cluster.clone().events_loop());
+    Ok(cluster)
 }
 
 /// Readiness turns 503, traffic is served for `drain_delay`, listeners close,
@@ -306,7 +376,13 @@ fn hostname() -> String {
 fn public_configuration(c: &Config) -> serde_json::Value {
     let listeners = |l: &[Listen]| l.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     serde_json::json!({
-        "database": match c.database { crate::config::Database::Off => "off", crate::config::Database::Postgres => "postgres" },
+        "database": match c.database { Database::Off => "off", Database::Postgres => "postgres" },
+        "pg_host": c.pg.host,
+        "pg_port": c.pg.port,
+        "pg_database": c.pg.database,
+        "pg_user": c.pg.user,
+        "pg_password": c.pg.password.as_ref().map(|_| "******"),
+        "admin_token": c.admin_token.as_ref().map(|_| "******"),
         "declarative_config": c.declarative_config,
         "proxy_listen": listeners(&c.proxy_listen),
         "admin_listen": listeners(&c.admin_listen),

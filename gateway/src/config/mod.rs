@@ -1,12 +1,14 @@
 //! Node configuration: kong.conf's keys, written as TOML, each overridable by
 //! `GATEWAY_<KEY>` in the environment. No file means Kong's defaults.
 
+pub mod database;
 pub mod listen;
 pub mod trusted;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use database::{ClusterConfig, PgConfig, Secret};
 pub use listen::Listen;
 pub use trusted::TrustedIps;
 
@@ -50,6 +52,10 @@ pub struct Config {
     pub upstream_keepalive_pool_size: usize,
     pub upstream_keepalive_idle_timeout: Duration,
     pub upstream_keepalive_max_requests: u64,
+    pub pg: PgConfig,
+    pub cluster: ClusterConfig,
+    /// When set, every Admin API request but `/status` needs it as a bearer token.
+    pub admin_token: Option<Secret>,
 }
 
 /// A bad configuration: names the key and, when known, the file.
@@ -89,6 +95,9 @@ impl Default for Config {
             upstream_keepalive_pool_size: 512,
             upstream_keepalive_idle_timeout: Duration::from_secs(60),
             upstream_keepalive_max_requests: 10_000,
+            pg: PgConfig::default(),
+            cluster: ClusterConfig::default(),
+            admin_token: None,
         }
     }
 }
@@ -123,7 +132,7 @@ impl Config {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            if KEYS.contains(&key.as_str()) {
+            if KEYS.contains(&key.as_str()) || database::KEYS.contains(&key.as_str()) {
                 config
                     .set(&key, Value::Env(value))
                     .map_err(|message| ConfigError {
@@ -142,6 +151,10 @@ impl Config {
     }
 
     fn set(&mut self, key: &str, v: Value) -> Result<(), String> {
+        if database::KEYS.contains(&key) {
+            let (pg, cluster, token) = (&mut self.pg, &mut self.cluster, &mut self.admin_token);
+            return database::set(pg, cluster, token, key, v);
+        }
         match key {
             "proxy_listen" => self.proxy_listen = listen::parse_listeners(&v.string()?)?,
             "admin_listen" => self.admin_listen = listen::parse_listeners(&v.string()?)?,
@@ -203,8 +216,9 @@ impl Config {
             }
             _ => {
                 return Err(format!(
-                    "unknown configuration key (known keys: {})",
-                    KEYS.join(", ")
+                    "unknown configuration key (known keys: {}, {})",
+                    KEYS.join(", "),
+                    database::KEYS.join(", ")
                 ))
             }
         }
@@ -234,10 +248,10 @@ impl Config {
                 ));
             }
         }
-        if self.database == Database::Postgres {
+        if self.database == Database::Postgres && self.declarative_config.is_some() {
             return Err((
-                "database",
-                "`postgres` is not available in this build yet; use `off` with `declarative_config`".into(),
+                "declarative_config",
+                "is for `database = \"off\"`; load a file into PostgreSQL with `gateway config db_import`".into(),
             ));
         }
         Ok(())
@@ -292,6 +306,30 @@ enum Value {
 }
 
 impl Value {
+    /// A string as given, untrimmed (passwords may have spaces).
+    fn raw_string(self) -> Result<String, String> {
+        match self {
+            Value::Env(s) | Value::Toml(toml::Value::String(s)) => Ok(s),
+            Value::Toml(other) => Err(format!("expected a string, got {}", other.type_str())),
+        }
+    }
+
+    fn non_empty(self) -> Result<String, String> {
+        let s = self.string()?;
+        if s.is_empty() {
+            return Err("must not be empty".into());
+        }
+        Ok(s)
+    }
+
+    fn port(self) -> Result<u16, String> {
+        let n = self.number()?;
+        if n.fract() != 0.0 || !(1.0..=65535.0).contains(&n) {
+            return Err(format!("`{n}` is not a port (1-65535)"));
+        }
+        Ok(n as u16)
+    }
+
     fn string(self) -> Result<String, String> {
         match self {
             Value::Env(s) | Value::Toml(toml::Value::String(s)) => Ok(s.trim().to_string()),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::model::{ForeignKey, Protocol};
 
 const KONG_STYLE: &str = r#"
 _format_version: "3.0"
@@ -151,4 +152,148 @@ fn routes_name_their_service_by_id_or_object() {
         .routes
         .iter()
         .all(|r| r.service.unwrap().id.to_string() == id));
+}
+
+const PLUGGED: &str = r#"
+_format_version: "3.0"
+services:
+- name: s
+  host: backend
+  plugins:
+  - name: rate-limiting
+    config: {minute: 5}
+  routes:
+  - name: r
+    paths: [/a]
+    plugins:
+    - name: key-auth
+consumers:
+- username: alice
+  tags: [team-a]
+  plugins:
+  - name: acl
+    config: {allow: [x]}
+- custom_id: c-2
+plugins:
+- name: cors
+- name: rate-limiting
+  route: r
+  consumer: alice
+  config: {hour: 10}
+upstreams:
+- name: backend
+  targets:
+  - target: 10.0.0.1
+"#;
+
+#[test]
+fn consumers_and_plugins_load() {
+    let e = parse(PLUGGED).unwrap().entities;
+    let (s, r) = (&e.services[0], &e.routes[0]);
+    assert_eq!(e.consumers.len(), 2);
+    let alice = &e.consumers[0];
+    assert_eq!(alice.tags, ["team-a"]);
+    let scope: Vec<_> = e
+        .plugins
+        .iter()
+        .map(|p| {
+            let id = |fk: Option<ForeignKey>| fk.map(|f| f.id);
+            (p.name.as_str(), id(p.service), id(p.route), id(p.consumer))
+        })
+        .collect();
+    assert_eq!(
+        scope,
+        [
+            ("rate-limiting", Some(s.id), None, None),
+            ("key-auth", None, Some(r.id), None),
+            ("acl", None, None, Some(alice.id)),
+            ("cors", None, None, None),
+            ("rate-limiting", None, Some(r.id), Some(alice.id)),
+        ]
+    );
+    assert_eq!(e.plugins[0].config, serde_json::json!({"minute": 5}));
+    assert_eq!(parse(PLUGGED).unwrap().entities, e);
+}
+
+#[test]
+fn new_kinds_errors_point_to_entity_and_field() {
+    let base = "_format_version: \"3.0\"\n";
+    let e = error_of(&format!(
+        "{base}plugins:\n- name: cors\n- name: acl\n- name: jwt\n  config: 5\n"
+    ));
+    assert_eq!(e, "plugins[2].config: expected a record");
+    let e = error_of(&format!("{base}plugins:\n- name: nope\n"));
+    assert!(
+        e.starts_with("plugins[0].name: plugin 'nope' not enabled"),
+        "{e}"
+    );
+    let e = error_of(&format!("{base}plugins:\n- name: cors\n  service: s\n"));
+    assert_eq!(e, "plugins[0].service: no such service in this file");
+    let e = error_of(&format!("{base}plugins:\n- name: cors\n- name: cors\n"));
+    assert!(
+        e.starts_with("plugins[1]: plugin `cors` is already configured"),
+        "{e}"
+    );
+    let e = error_of(&format!("{base}consumers:\n- tags: [a]\n"));
+    assert_eq!(
+        e,
+        "consumers[0]: at least one of these fields must be non-empty: 'custom_id', 'username'"
+    );
+    let e = error_of(&format!("{base}consumers:\n- username: a\n- username: a\n"));
+    assert_eq!(
+        e,
+        "consumers[1] (name=a).username: another consumer is named `a`"
+    );
+    let e = error_of(&format!("{base}certificates:\n- cert: x\n  key: y\n"));
+    assert!(
+        e.starts_with("certificates[0].cert: invalid certificate"),
+        "{e}"
+    );
+    let e = error_of(&format!(
+        "{base}services:\n- host: a\n  retries: 99999\n  port: 0\n"
+    ));
+    assert_eq!(
+        e,
+        "services[0].port: value should be between 1 and 65535 (also retries: value should be between 0 and 32767)"
+    );
+}
+
+#[test]
+fn export_round_trips_all_kinds() {
+    let c = rcgen::generate_simple_self_signed(vec!["example.com".to_string()]).unwrap();
+    let (cert, key) = (c.cert.pem(), c.signing_key.serialize_pem());
+    let text = format!(
+        "{PLUGGED}routes:\n- name: top\n  service: s\n  hosts: ['*.example.com']\n  methods: [GET]\n  \
+         headers: {{x-a: [v1, v2]}}\n  protocols: [https]\n  https_redirect_status_code: 301\n  \
+         regex_priority: 3\n  path_handling: v1\n  preserve_host: true\n  tags: [t]\n\
+         targets:\n- target: \"[::1]:81\"\n  upstream: backend\n  weight: 0\n\
+         certificates:\n- cert: {cert:?}\n  key: {key:?}\n  snis: [{{name: example.com}}, other.example.com]\n  tags: [c]\n"
+    );
+    let mut e = parse(&text).unwrap().entities;
+    // Timestamps are not exported; give them values to show they are dropped.
+    e.services[0].created_at = 5;
+    let out = export(&e);
+    assert!(out.starts_with("_format_version: '3.0'\n"), "{out}");
+    e.services[0].created_at = 0;
+    let back = parse(&out).unwrap().entities;
+    assert_eq!(back, e);
+    assert_eq!(
+        (
+            e.services.len(),
+            e.routes.len(),
+            e.upstreams.len(),
+            e.targets.len()
+        ),
+        (1, 2, 1, 2)
+    );
+    assert_eq!(
+        (e.consumers.len(), e.plugins.len(), e.certificates.len()),
+        (2, 5, 1)
+    );
+    assert_eq!(e.certificates[0].snis, ["example.com", "other.example.com"]);
+    assert_eq!(export(&back), out);
+    assert_eq!(
+        parse(&export(&Entities::default())).unwrap().entities,
+        Entities::default()
+    );
 }

@@ -2,6 +2,8 @@
 //! an HTTP upstream, HAProxy, and a small HTTP client over raw sockets.
 #![allow(dead_code)]
 
+pub mod postgres;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::io::Write;
@@ -69,6 +71,11 @@ impl GatewayBuilder {
         self
     }
 
+    pub fn set_all(mut self, lines: &[(String, String)]) -> Self {
+        self.lines.extend(lines.iter().cloned());
+        self
+    }
+
     pub fn proxy_listen(self, value: &str) -> Self {
         self.set("proxy_listen", &format!("{value:?}"))
     }
@@ -80,6 +87,15 @@ impl GatewayBuilder {
 
     /// Starts the node and waits until its admin listener answers.
     pub fn start(self) -> Gateway {
+        let mut gw = self.spawn();
+        let conf = std::fs::read_to_string(&gw.conf).unwrap();
+        let admin_on = !conf.contains("admin_listen = \"off\"");
+        gw.wait_until(|gw| !admin_on || std::net::TcpStream::connect(gw.admin).is_ok());
+        gw
+    }
+
+    /// Starts the node without waiting for anything.
+    pub fn spawn(self) -> Gateway {
         let dir = tempfile::tempdir().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mut conf = String::new();
@@ -114,15 +130,12 @@ impl GatewayBuilder {
             .stderr(log)
             .spawn()
             .unwrap();
-        let mut gw = Gateway {
+        Gateway {
             child,
             dir,
             admin,
             conf: conf_path,
-        };
-        let admin_on = !conf.contains("admin_listen = \"off\"");
-        gw.wait_until(|gw| !admin_on || std::net::TcpStream::connect(gw.admin).is_ok());
-        gw
+        }
     }
 }
 
@@ -135,7 +148,7 @@ impl Gateway {
         std::fs::read_to_string(self.dir.path().join("gateway.log")).unwrap_or_default()
     }
 
-    fn wait_until(&mut self, ok: impl Fn(&Gateway) -> bool) {
+    pub fn wait_until(&mut self, ok: impl Fn(&Gateway) -> bool) {
         let start = Instant::now();
         while !ok(self) {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -357,6 +370,54 @@ pub async fn http10_upstream() -> Upstream {
         }
     });
     Upstream { addr, task }
+}
+
+/// Runs a `gateway` command with a configuration file made of `lines`;
+/// returns the exit code and stdout + stderr.
+pub fn gateway_cli(lines: &[(String, String)], args: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let conf: String = lines.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    let path = dir.path().join("gateway.conf");
+    std::fs::write(&path, conf).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(args)
+        .arg("--conf")
+        .arg(&path)
+        .env_remove("GATEWAY_CONF")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// An Admin API request with an optional JSON body and bearer token.
+pub async fn admin(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+) -> Reply {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "admin.local");
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Bytes::from(v.to_string())
+        }
+        None => Bytes::new(),
+    };
+    send(addr, None, req.body(Full::new(body)).unwrap())
+        .await
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
 }
 
 // ---------- a small HTTP/1.1 client ----------

@@ -1,5 +1,10 @@
-//! The Admin API. In DB-less mode: node information, `/status`,
-//! `/status/ready`, and `POST /config` to load a declarative config.
+//! The Admin API: node information, `/status`, `/status/ready`; Kong's
+//! entity endpoints and `/cluster` on PostgreSQL; `POST /config` without a
+//! database.
+
+mod auth;
+mod body;
+mod entities;
 
 use std::sync::Arc;
 
@@ -11,6 +16,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::cluster::Cluster;
+use crate::config::Secret;
 use crate::proxy::pool::Pools;
 use crate::proxy::Shared;
 use crate::snapshot::Snapshot;
@@ -27,21 +34,31 @@ pub struct AdminState {
     pub shared: Arc<Shared>,
     pub pools: Arc<Pools>,
     pub node: Arc<NodeInfo>,
+    /// Present when `database = postgres`.
+    pub cluster: Option<Arc<Cluster>>,
+    pub token: Option<Secret>,
 }
 
 /// Largest declarative config `POST /config` accepts.
 const CONFIG_BODY_LIMIT: usize = 64 << 20;
 
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let protected = Router::new()
         .route("/", get(node_info))
-        .route("/status", get(status))
-        .route("/status/ready", get(ready))
         .route(
             "/config",
             post(load_config).layer(DefaultBodyLimit::max(CONFIG_BODY_LIMIT)),
         )
+        .merge(entities::routes())
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/status", get(status))
+        .route("/status/ready", get(ready))
+        .merge(protected)
         .with_state(state)
 }
 
@@ -57,13 +74,17 @@ async fn node_info(State(s): State<AdminState>) -> Json<serde_json::Value> {
 }
 
 async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
-    // DB-less: there is no database to lose.
-    let mut body = s.shared.status.to_json(true);
+    // Without a database there is none to lose.
+    let reachable = s.cluster.as_ref().is_none_or(|c| c.database_reachable());
+    let mut body = s.shared.status.to_json(reachable);
     body["configuration_hash"] = json!(s.shared.snapshot.load().hash);
     Json(body)
 }
 
 /// 200 when this node should get traffic; a load balancer health check.
+/// A database outage does not make a node unready: it keeps proxying with its
+/// last configuration, and pulling every node out of the ELB at once for a
+/// database blip would turn it into a full outage.
 async fn ready(State(s): State<AdminState>) -> Response {
     if s.shared.status.is_draining() {
         return message(StatusCode::SERVICE_UNAVAILABLE, "draining");
@@ -71,7 +92,11 @@ async fn ready(State(s): State<AdminState>) -> Response {
     if !s.shared.snapshot.load().loaded {
         return message(
             StatusCode::SERVICE_UNAVAILABLE,
-            "no configuration available: set declarative_config or POST /config",
+            if s.cluster.is_some() {
+                "no configuration loaded from the database yet"
+            } else {
+                "no configuration available: set declarative_config or POST /config"
+            },
         );
     }
     message(StatusCode::OK, "ready")
@@ -79,6 +104,12 @@ async fn ready(State(s): State<AdminState>) -> Response {
 
 /// Kong's DB-less `POST /config`: replace the whole configuration.
 async fn load_config(State(s): State<AdminState>, body: Bytes) -> Response {
+    if s.cluster.is_some() {
+        return message(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "POST /config is for database = off; with PostgreSQL use the entity endpoints or `gateway config db_import`",
+        );
+    }
     let text = match std::str::from_utf8(&body) {
         Ok(t) => t,
         Err(_) => return schema_error("the body is not UTF-8 text".into()),
@@ -124,6 +155,6 @@ async fn not_found() -> Response {
     message(StatusCode::NOT_FOUND, "Not found")
 }
 
-fn message(code: StatusCode, text: &str) -> Response {
+pub(crate) fn message(code: StatusCode, text: &str) -> Response {
     (code, Json(json!({ "message": text }))).into_response()
 }

@@ -1,0 +1,93 @@
+//! Plugins. `config` is stored as given: plugin schemas are not enforced yet.
+
+use serde_json::{Map, Value};
+
+use super::fields::{check_name, opt, Fields};
+use super::net::KONG_PROTOCOLS;
+
+/// Kong's bundled plugins that may be configured (Kong 3.x, AI plugins aside).
+pub const BUNDLED_PLUGINS: &[&str] = &[
+    "acl",
+    "acme",
+    "aws-lambda",
+    "azure-functions",
+    "basic-auth",
+    "bot-detection",
+    "correlation-id",
+    "cors",
+    "datadog",
+    "file-log",
+    "grpc-gateway",
+    "grpc-web",
+    "hmac-auth",
+    "http-log",
+    "ip-restriction",
+    "jwt",
+    "key-auth",
+    "ldap-auth",
+    "loggly",
+    "oauth2",
+    "opentelemetry",
+    "post-function",
+    "pre-function",
+    "prometheus",
+    "proxy-cache",
+    "rate-limiting",
+    "request-size-limiting",
+    "request-termination",
+    "request-transformer",
+    "response-ratelimiting",
+    "response-transformer",
+    "session",
+    "statsd",
+    "syslog",
+    "tcp-log",
+    "udp-log",
+    "zipkin",
+    "redirect",
+];
+
+pub(super) fn validate(f: &mut Fields) -> Map<String, Value> {
+    let mut out = Map::new();
+    let name = f.required_string("name");
+    if let Some(n) = &name {
+        if !BUNDLED_PLUGINS.contains(&n.as_str()) {
+            f.error(
+                "name",
+                format!("plugin '{n}' not enabled; add it to the 'plugins' configuration property"),
+            );
+        }
+    }
+    out.insert("name".into(), opt(name));
+    let instance = f.string("instance_name");
+    if let Some(n) = &instance {
+        check_name(f, "instance_name", n);
+    }
+    out.insert("instance_name".into(), opt(instance));
+    let config = f.record("config").unwrap_or_default();
+    out.insert("config".into(), Value::Object(config));
+    let protocols = match f.strings("protocols") {
+        None => ["grpc", "grpcs", "http", "https"]
+            .map(String::from)
+            .to_vec(),
+        Some(list) => {
+            if list.is_empty() {
+                f.error("protocols", "length must be at least 1");
+            } else if let Some(p) = list.iter().find(|p| !KONG_PROTOCOLS.contains(&p.as_str())) {
+                f.error(
+                    "protocols",
+                    format!("expected one of: {} (got '{p}')", KONG_PROTOCOLS.join(", ")),
+                );
+            }
+            list
+        }
+    };
+    out.insert("protocols".into(), protocols.into());
+    out.insert("enabled".into(), f.boolean("enabled", true).into());
+    out.insert("tags".into(), f.tags());
+    for k in ["service", "route", "consumer"] {
+        let fk = f.foreign(k, false);
+        out.insert(k.into(), fk);
+    }
+    out
+}

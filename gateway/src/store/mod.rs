@@ -1,0 +1,164 @@
+//! The PostgreSQL datastore: connection pool, migrations, Kong's entities and
+//! the cluster tables. Nothing here is on the request path.
+
+pub mod entities;
+pub mod load;
+pub mod migrations;
+pub mod nodes;
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
+use sqlx::Connection;
+
+use crate::config::PgConfig;
+use crate::schema::FieldErrors;
+
+/// The channel nodes LISTEN on; the payload is the event id.
+pub const EVENTS_CHANNEL: &str = "gateway_events";
+
+#[derive(Clone)]
+pub struct Store {
+    pub pool: PgPool,
+    /// `host:port/database`, for messages (never the password).
+    pub target: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unreachable ({0})")]
+    Unreachable(String),
+    #[error("not found")]
+    NotFound,
+    #[error("{}", .0.message())]
+    Schema(FieldErrors),
+    #[error("{message}")]
+    Unique {
+        message: String,
+        fields: Map<String, Value>,
+    },
+    #[error("{message}")]
+    PrimaryKey {
+        message: String,
+        fields: Map<String, Value>,
+    },
+    #[error("{message}")]
+    ForeignKey {
+        message: String,
+        fields: Map<String, Value>,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl Store {
+    /// A lazily connecting pool: nothing is dialled until first use.
+    pub fn new(pg: &PgConfig) -> Store {
+        let pool = PgPoolOptions::new()
+            .max_connections(pg.pool_size)
+            .min_connections(0)
+            .acquire_timeout(pg.timeout)
+            .idle_timeout(Some(Duration::from_secs(60)))
+            .connect_lazy_with(connect_options(pg));
+        Store {
+            pool,
+            target: format!("{}:{}/{}", pg.host, pg.port, pg.database),
+        }
+    }
+
+    /// A fresh connection and one round trip, to tell whether the database
+    /// answers; the error says why not (refused, authentication, TLS, ...).
+    pub async fn ping(&self) -> Result<()> {
+        let opts = self.pool.connect_options();
+        let timeout = self.pool.options().get_acquire_timeout();
+        let attempt = async {
+            let mut conn = PgConnection::connect_with(&opts).await?;
+            sqlx::query("SELECT 1").execute(&mut conn).await?;
+            conn.close().await
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(r) => r.map_err(classify),
+            Err(_) => Err(StoreError::Unreachable(format!(
+                "no answer within {timeout:?} (pg_timeout)"
+            ))),
+        }
+    }
+
+    /// Waits until the database answers, logging each failed attempt, with
+    /// backoff from 1 s up to 30 s. Never gives up on its own.
+    pub async fn wait_until_reachable(&self) {
+        let mut delay = Duration::from_secs(1);
+        let mut attempt = 1u32;
+        loop {
+            match self.ping().await {
+                Ok(()) => {
+                    if attempt > 1 {
+                        tracing::info!("database {} is reachable", self.target);
+                    }
+                    return;
+                }
+                Err(e) => tracing::warn!(
+                    attempt,
+                    "cannot reach the database {}: {e}; retrying in {delay:?}",
+                    self.target
+                ),
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(30));
+            attempt += 1;
+        }
+    }
+}
+
+pub fn connect_options(pg: &PgConfig) -> PgConnectOptions {
+    let mode = match (pg.ssl, pg.ssl_verify) {
+        (false, _) => PgSslMode::Disable,
+        (true, false) => PgSslMode::Require,
+        (true, true) => PgSslMode::VerifyFull,
+    };
+    let statement_timeout = pg.timeout.as_millis().to_string();
+    let mut o = PgConnectOptions::new()
+        .host(&pg.host)
+        .port(pg.port)
+        .username(&pg.user)
+        .database(&pg.database)
+        .ssl_mode(mode)
+        .application_name("gateway")
+        .options([("statement_timeout", statement_timeout.as_str())]);
+    if let Some(p) = &pg.password {
+        o = o.password(p.expose());
+    }
+    if let Some(ca) = &pg.ssl_root_cert {
+        o = o.ssl_root_cert(ca);
+    }
+    o
+}
+
+/// Sorts a database error into what the caller can act on.
+pub fn classify(e: sqlx::Error) -> StoreError {
+    use sqlx::Error as E;
+    match e {
+        E::Io(_) | E::Tls(_) | E::PoolTimedOut | E::PoolClosed | E::WorkerCrashed => {
+            StoreError::Unreachable(e.to_string())
+        }
+        E::Protocol(m) => StoreError::Unreachable(m),
+        E::Database(db) => {
+            // 57P01..57P03: the server is shutting down or not accepting connections;
+            // 08xxx: connection exceptions; 28xxx: authentication.
+            let code = db.code().map(|c| c.to_string()).unwrap_or_default();
+            if code.starts_with("57P") || code.starts_with("08") {
+                StoreError::Unreachable(db.message().to_string())
+            } else if code.starts_with("28") {
+                StoreError::Unreachable(format!("{} (check pg_user and pg_password)", db.message()))
+            } else {
+                StoreError::Other(db.message().to_string())
+            }
+        }
+        other => StoreError::Other(other.to_string()),
+    }
+}
