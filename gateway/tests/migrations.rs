@@ -168,3 +168,32 @@ fn start_waits_for_the_database() {
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
     assert!(!gw.log().contains(PASSWORD), "{}", gw.log());
 }
+
+/// `pg_ssl` and `pg_ssl_verify` against a server with its own certificate,
+/// as RDS has one from its own CA.
+#[test]
+fn tls_to_the_database() {
+    let (pg, cert) = Postgres::start_with_tls();
+    pg.create_database("tls");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert).unwrap();
+    let mut conf = pg.conf("tls");
+    let (code, out) = gateway_cli(&conf, &["migrations", "bootstrap"]);
+    assert_ne!(code, 0, "the server refuses plain TCP: {out}");
+    conf.push(("pg_ssl".into(), "\"on\"".into()));
+    let (code, out) = gateway_cli(&conf, &["migrations", "bootstrap"]);
+    assert_eq!(code, 0, "pg_ssl without verification: {out}");
+
+    conf.push(("pg_ssl_verify".into(), "\"on\"".into()));
+    let (code, out) = gateway_cli(&conf, &["migrations", "list"]);
+    assert_ne!(
+        code, 0,
+        "a certificate from an unknown CA must be refused: {out}"
+    );
+    assert!(out.contains("cannot reach the database"), "{out}");
+
+    conf.push(("pg_ssl_root_cert".into(), format!("{ca:?}")));
+    let (code, out) = gateway_cli(&conf, &["migrations", "list"]);
+    assert_eq!(code, 0, "verified against the given CA: {out}");
+}

@@ -50,6 +50,22 @@ fn is_root() -> bool {
 
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::init(None)
+    }
+
+    /// A server that only accepts TLS over TCP, with a certificate for 127.0.0.1
+    /// signed by itself; returns the certificate's PEM for `pg_ssl_root_cert`.
+    pub fn start_with_tls() -> (Postgres, String) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        let cert = params.self_signed(&key).unwrap();
+        let pem = cert.pem();
+        let pg = Postgres::init(Some((pem.clone(), key.serialize_pem())));
+        (pg, pem)
+    }
+
+    fn init(tls: Option<(String, String)>) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::Builder::new()
             .prefix("gateway-pg-")
@@ -89,6 +105,29 @@ impl Postgres {
             ],
         );
         assert!(out.status.success(), "initdb failed: {}", text(&out));
+        if let Some((cert, key)) = tls {
+            let conf = pg.data().join("postgresql.auto.conf");
+            let mut auto = std::fs::read_to_string(&conf).unwrap_or_default();
+            auto.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+            std::fs::write(&conf, auto).unwrap();
+            // Plain TCP is refused, so a client that connects used TLS.
+            std::fs::write(
+                pg.data().join("pg_hba.conf"),
+                "local all all trust\nhostnossl all all all reject\nhostssl all all all scram-sha-256\n",
+            )
+            .unwrap();
+            std::fs::write(pg.data().join("server.crt"), cert).unwrap();
+            std::fs::write(pg.data().join("server.key"), key).unwrap();
+            chmod(&pg.data().join("server.key"), 0o600);
+            if is_root() {
+                let ok = Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(pg.data())
+                    .status()
+                    .unwrap();
+                assert!(ok.success());
+            }
+        }
         pg.resume();
         pg
     }
