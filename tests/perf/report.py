@@ -34,7 +34,6 @@ METRICS = [  # key, label, format, higher is better
     ("peak_rss_mb", "peak RSS MB", "{:.1f}", False),
 ]
 NOT_YET = {
-    "propagation_ms": "not measured yet: needs the PostgreSQL cluster mode (database = postgres), which has not landed",
     "provisioner": "not measured yet: the provisioner does not exist yet",
 }
 
@@ -187,6 +186,36 @@ def scenario_block(rounds, facts, scenario, notes):
     return block, busy
 
 
+def propagation_block(facts, mode, notes):
+    """propagation_ms (the figures) and meta.propagation (every sample), from
+    the fact lib/propagation.py recorded."""
+    p = facts.get("propagation")
+    block = {"p50": None, "p99": None, "max": None, "changes": None, "failed": None,
+             "write_p50": None, "timeout_ms": None}
+    if not p:
+        notes["propagation_ms"] = "not measured: " + facts.get(
+            "skip.propagation", "the run stopped before the propagation step")
+        return block, None
+    block.update({"p50": p["p50_ms"], "p99": p["p99_ms"], "max": p["max_ms"], "changes": p["changes"],
+                  "failed": p["failed"], "write_p50": p["write_p50_ms"], "timeout_ms": p["timeout_ms"]})
+    if mode == "quick":
+        notes["propagation_ms.quick"] = (
+            f"--quick: {p['planned']} changes instead of 100"
+            + (", so p99 (nearest rank) is the highest of them" if p["changes"] < 51 else ""))
+    if p["failed"]:
+        notes["propagation_ms.failed"] = (
+            f"{p['failed']} of {p['changes']} changes were not served by nodes B and C within"
+            f" {p['timeout_ms'] / 1000:.0f} s; they rank above every other, and a percentile or max that falls"
+            f" on one shows the timeout ({p['timeout_ms']:.0f} ms), a lower bound: {json.dumps(p['failures'])}")
+    if p.get("stopped_early"):
+        notes["propagation_ms.stopped"] = f"{p['stopped_early']} of {p['planned']} planned"
+    if p.get("cluster_active_nodes") not in (None, p["nodes"]):
+        notes["propagation_ms.cluster"] = (f"GET /cluster on node A showed {p['cluster_active_nodes']} active"
+                                           f" nodes, not {p['nodes']}, before the changes")
+    meta = {k: v for k, v in p.items() if k not in ("p50_ms", "p99_ms", "max_ms")}
+    return block, meta
+
+
 def fmt(x, f):
     return "-" if x is None else f.format(x)
 
@@ -243,10 +272,18 @@ def print_table(result, busy, facts, out):
     w(f"  start-up to ready         {fmt(result['startup_ms'], '{:.1f}')} ms (median of {len(runs)}: {runs})\n")
     s10k = meta.get("startup_ms_routes_10k")
     w(f"  start-up, 10,000 routes   {fmt(s10k, '{:.1f}')} ms\n")
+    prop = result["propagation_ms"]
+    w("\nPropagation: 3 nodes on one PostgreSQL, write on node A -> route serving on B and C\n")
+    if prop["p50"] is None:
+        w(f"  propagation_ms.p50/p99    {meta['notes'].get('propagation_ms')}\n")
+    else:
+        w(f"  p50 / p99 / max           {fmt(prop['p50'], '{:.1f}')} / {fmt(prop['p99'], '{:.1f}')} / "
+          f"{fmt(prop['max'], '{:.1f}')} ms over {prop['changes']} changes"
+          f"{' (--quick)' if meta['mode'] == 'quick' else ''}, {prop['failed']} timed out (> {prop['timeout_ms'] / 1000:.0f} s)\n")
+        w(f"  the write alone (p50)     {fmt(prop['write_p50'], '{:.1f}')} ms (POST on node A until its 201)\n")
     w("\nNot measured (null in the JSON)\n")
-    w(f"  propagation_ms.p50/p99    {NOT_YET['propagation_ms']}\n")
     w(f"  provisioner.*             {NOT_YET['provisioner']}\n")
-    other = {k: v for k, v in meta["notes"].items() if k not in NOT_YET}
+    other = {k: v for k, v in meta["notes"].items() if k not in NOT_YET and k != "propagation_ms"}
     if other:
         w("\nNotes\n")
         for k, v in other.items():
@@ -276,7 +313,7 @@ def summarize(a):
     startup = facts.get("startup") or {}
     startup10k = facts.get("startup_10k") or {}
     result["rss_mb"] = {"idle": startup.get("rss_mb"), "routes_10k": startup10k.get("rss_mb")}
-    result["propagation_ms"] = {"p50": None, "p99": None}
+    result["propagation_ms"], result["meta"]["propagation"] = propagation_block(facts, a.mode, notes)
     result["provisioner"] = {"up_s": None, "noop_up_s": None, "terraform_apply_s": None}
     result["startup_ms"] = startup.get("median_ms")
     if result["startup_ms"] is None:

@@ -4,6 +4,7 @@
 
 PERF_PIDS=()      # background processes still running, in start order
 SPAWNED_PID=""    # set by spawn
+PERF_AT_EXIT=()   # commands (strings, eval'd) cleanup runs after stopping PERF_PIDS
 
 log() { printf '[perf %4ss] %s\n' "$((SECONDS - PERF_T0))" "$*" >&2; }
 
@@ -35,6 +36,17 @@ spawn() {
 
 alive() { kill -0 "$1" 2>/dev/null; }
 
+# at_exit CMD: cleanup evals CMD (a string) once every spawned process is
+# stopped, on success, failure or Ctrl-C alike; at_exit_done CMD drops it again.
+at_exit() { PERF_AT_EXIT+=("$1"); }
+at_exit_done() {
+  local c left=()
+  for c in "${PERF_AT_EXIT[@]}"; do
+    [ "$c" = "$1" ] || left+=("$c")
+  done
+  PERF_AT_EXIT=("${left[@]}")
+}
+
 # stop_tree PID: SIGTERM, up to 5 s to exit, then SIGKILL for whatever is left
 # of it and its descendants (nginx workers).
 stop_tree() {
@@ -63,6 +75,11 @@ cleanup() {
   for ((i = ${#PERF_PIDS[@]} - 1; i >= 0; i--)); do
     stop_tree "${PERF_PIDS[i]}"
   done
+  # Daemons that are no child of this shell (the PostgreSQL server), newest first.
+  for ((i = ${#PERF_AT_EXIT[@]} - 1; i >= 0; i--)); do
+    eval "${PERF_AT_EXIT[i]}" || true
+  done
+  PERF_AT_EXIT=()
   if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
     if [ "$rc" -ne 0 ] || [ -n "${PERF_KEEP:-}" ]; then
       echo "perf: logs and configs kept in $WORK" >&2
