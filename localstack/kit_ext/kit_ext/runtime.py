@@ -1,0 +1,48 @@
+"""Kit lifecycle inside LocalStack: the data registry, an identity route, shutdown."""
+
+import os
+import threading
+
+from localstack.runtime import hooks
+
+from .rds_data import RdsData
+
+_data: RdsData | None = None
+_lock = threading.Lock()
+
+
+def kit_home() -> str:
+    return os.environ.get("LOCALSTACK_KIT_HOME") or os.path.expanduser("~/.cache/gateway-kit/localstack")
+
+
+def rds_data() -> RdsData:
+    global _data
+    with _lock:
+        if _data is None:
+            _data = RdsData(kit_home())
+        return _data
+
+
+@hooks.on_infra_start()
+def python311_compat():
+    from . import py311_compat
+
+    py311_compat.apply()
+
+
+@hooks.on_infra_start()
+def register_kit_route():
+    """GET /_kit/info tells the kit's scripts that this LocalStack is theirs."""
+    from localstack.http import Response
+    from localstack.services.edge import ROUTER
+
+    def info(_request):
+        return Response.for_json({"kit": "gateway-kit", "home": kit_home(), "pid": os.getpid()})
+
+    ROUTER.add("/_kit/info", info, methods=["GET"])
+
+
+@hooks.on_infra_shutdown()
+def stop_databases():
+    if _data is not None:
+        _data.shutdown()

@@ -1,0 +1,111 @@
+"""Helpers shared by the kit's Python tests: the kit's commands, boto3 clients, waits."""
+
+import os
+import subprocess
+import time
+
+import boto3
+from botocore.config import Config
+
+KIT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HOME = os.environ.get("LOCALSTACK_KIT_HOME") or os.path.expanduser("~/.cache/gateway-kit/localstack")
+
+
+def run(command: str, *args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Runs localstack/<command>; returns the finished process (stdout/stderr as text)."""
+    return subprocess.run(
+        [os.path.join(KIT_DIR, command), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def start() -> str:
+    """Starts the kit (idempotent) and returns its endpoint."""
+    out = run("start")
+    assert out.returncode == 0, f"localstack/start failed:\n{out.stderr}"
+    return out.stdout.strip().splitlines()[-1]
+
+
+def client(service: str, endpoint: str, region: str = "us-east-1"):
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=60),
+    )
+
+
+def wait(what: str, check, limit: float = 120.0, step: float = 0.5):
+    """Calls check() until it returns a truthy value; fails after `limit` seconds."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit}s waiting for {what}")
+        time.sleep(step)
+
+
+def cluster_dirs() -> list[str]:
+    root = os.path.join(HOME, "rds", "clusters")
+    return sorted(os.listdir(root)) if os.path.isdir(root) else []
+
+
+def kit_postgres_pids() -> list[int]:
+    """PostgreSQL servers whose data directory is under the kit's home."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "postgres -D " + HOME + "/" in cmd:
+            pids.append(int(entry))
+    return pids
+
+
+def localstack_pids() -> list[int]:
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue
+        if "localstack.runtime.main" in cmd and f"LOCALSTACK_KIT_HOME={HOME}".encode() in env:
+            pids.append(int(entry))
+    return pids
+
+
+def pg_tool(name: str) -> str:
+    for d in (os.environ.get("KIT_PG_BIN", ""), "/usr/lib/postgresql/15/bin"):
+        if d and os.access(os.path.join(d, name), os.X_OK):
+            return os.path.join(d, name)
+    return name
+
+
+def psql(host: str, port: int, user: str, password: str, db: str, sql: str) -> str:
+    out = subprocess.run(
+        [pg_tool("psql"), "-X", "-A", "-t", "-h", host, "-p", str(port), "-U", user, "-d", db, "-c", sql],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PGPASSWORD": password, "PGCONNECT_TIMEOUT": "10"},
+        check=False,
+    )
+    assert out.returncode == 0, f"psql failed: {out.stderr}"
+    return out.stdout.strip()

@@ -1,0 +1,85 @@
+//! The LocalStack kit for the integration tests: started on first use (localstack/start
+//! is idempotent), reached through `provisioner::aws::sdk_config`.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_config::SdkConfig;
+use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
+use provisioner::aws::{sdk_config, AwsOptions};
+
+/// The kit's endpoint, starting the kit when it does not run.
+pub fn endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        let start = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../localstack/start");
+        let out = Command::new(&start)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", start.display()));
+        assert!(
+            out.status.success(),
+            "localstack/start failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stdout = String::from_utf8(out.stdout).expect("endpoint is UTF-8");
+        let endpoint = stdout.lines().last().unwrap_or_default().trim().to_string();
+        assert!(
+            endpoint.starts_with("http://"),
+            "localstack/start printed {stdout:?}"
+        );
+        endpoint
+    })
+}
+
+/// SDK config for `region` against the kit, with the test account's static keys (the
+/// LocalStack account 000000000000) so a developer's own credentials never matter.
+pub async fn config(region: &str) -> SdkConfig {
+    let options = AwsOptions {
+        region: Some(region.to_string()),
+        profile: None,
+        endpoint_url: Some(endpoint().to_string()),
+    };
+    sdk_config(&options)
+        .await
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "kit-tests",
+        )))
+        .build()
+}
+
+/// A name no other run or test shares: `prefix` plus a time-based suffix.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{prefix}-{:x}{:x}", std::process::id(), nanos % 0xffff_ffff)
+}
+
+/// Polls `check` every 500 ms until it yields a value, for at most `limit`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
