@@ -28,6 +28,8 @@ pub struct Cluster {
     /// The newest cluster event the current snapshot includes.
     version: AtomicI64,
     reachable: AtomicBool,
+    /// Set by [`Cluster::leave`]: no heartbeat may mark the node active again.
+    leaving: AtomicBool,
 }
 
 impl Cluster {
@@ -48,6 +50,7 @@ impl Cluster {
             pools,
             version: AtomicI64::new(-1),
             reachable: AtomicBool::new(false),
+            leaving: AtomicBool::new(false),
         })
     }
 
@@ -126,6 +129,9 @@ impl Cluster {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if self.leaving.load(Relaxed) {
+                return;
+            }
             let r = nodes::heartbeat(&self.store, &self.record()).await;
             self.note(&r);
             if r.is_ok() {
@@ -194,6 +200,7 @@ impl Cluster {
 
     /// A clean stop: the node shows `left` in `GET /cluster`.
     pub async fn leave(&self) {
+        self.leaving.store(true, Relaxed);
         let left = tokio::time::timeout(
             Duration::from_secs(2),
             nodes::leave(&self.store, self.node_id),
