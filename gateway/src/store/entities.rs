@@ -184,7 +184,7 @@ impl Store {
             schema::validate(kind, body, Write::Create, None, now()).map_err(StoreError::Schema)?;
         let mut tx = self.pool.begin().await.map_err(classify)?;
         write(&mut tx, kind, &entity, false).await?;
-        event(&mut tx, node, kind, "create", id).await?;
+        event(&mut tx, node, kind.name(), "create", Some(id)).await?;
         tx.commit().await.map_err(classify)?;
         Ok(entity)
     }
@@ -231,9 +231,9 @@ impl Store {
         event(
             &mut tx,
             node,
-            kind,
+            kind.name(),
             if created { "create" } else { "update" },
-            id,
+            Some(id),
         )
         .await?;
         tx.commit().await.map_err(classify)?;
@@ -257,7 +257,7 @@ impl Store {
         let entity = schema::validate(kind, body, Write::Patch, Some(&existing), now())
             .map_err(StoreError::Schema)?;
         write(&mut tx, kind, &entity, true).await?;
-        event(&mut tx, node, kind, "update", id).await?;
+        event(&mut tx, node, kind.name(), "update", Some(id)).await?;
         tx.commit().await.map_err(classify)?;
         Ok(entity)
     }
@@ -279,7 +279,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| constraint_error(kind, e))?;
-        event(&mut tx, node, kind, "delete", id).await?;
+        event(&mut tx, node, kind.name(), "delete", Some(id)).await?;
         tx.commit().await.map_err(classify)?;
         Ok(())
     }
@@ -326,16 +326,7 @@ impl Store {
             write(&mut tx, kind, &entity, true).await?;
             count += 1;
         }
-        sqlx::query(
-            "WITH e AS (INSERT INTO cluster_events (node_id, entity, operation)
-                        VALUES ($1, 'all', 'import') RETURNING id)
-             SELECT pg_notify($2, id::text) FROM e",
-        )
-        .bind(node)
-        .bind(EVENTS_CHANNEL)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
+        event(&mut tx, node, "all", "import", None).await?;
         tx.commit().await.map_err(classify)?;
         Ok(count)
     }
@@ -432,14 +423,21 @@ async fn write(conn: &mut PgConnection, kind: Kind, entity: &Value, upsert: bool
         .map_err(|e| constraint_error_with(kind, entity, e))
 }
 
-async fn event(conn: &mut PgConnection, node: Uuid, kind: Kind, op: &str, id: Uuid) -> Result<()> {
+/// Records a change and tells every node, in the caller's transaction.
+async fn event(
+    conn: &mut PgConnection,
+    node: Uuid,
+    entity: &str,
+    op: &str,
+    id: Option<Uuid>,
+) -> Result<()> {
     sqlx::query(
         "WITH e AS (INSERT INTO cluster_events (node_id, entity, operation, entity_id)
                     VALUES ($1, $2, $3, $4) RETURNING id)
          SELECT pg_notify($5, id::text) FROM e",
     )
     .bind(node)
-    .bind(kind.name())
+    .bind(entity)
     .bind(op)
     .bind(id)
     .bind(EVENTS_CHANNEL)

@@ -9,9 +9,11 @@ use super::{classify, Result, Store, StoreError};
 use crate::model::Entities;
 use crate::schema::Kind;
 
+const VERSION: &str = "SELECT coalesce(max(id), 0) FROM cluster_events";
+
 /// The newest event id: nodes compare it with what they have loaded.
 pub async fn version(store: &Store) -> Result<i64> {
-    sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM cluster_events")
+    sqlx::query_scalar(VERSION)
         .fetch_one(&store.pool)
         .await
         .map_err(classify)
@@ -24,7 +26,7 @@ pub async fn load(store: &Store) -> Result<(i64, Entities)> {
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
-    let version: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM cluster_events")
+    let version: i64 = sqlx::query_scalar(VERSION)
         .fetch_one(&mut *tx)
         .await
         .map_err(classify)?;
