@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use aws_sdk_rds::types::DbInstance;
 use aws_sdk_rds::Client;
-use common::{config, unique, wait_for};
+use common::{config, instance_available, unique, wait_for};
 
 const PRIMARY: &str = "us-east-1";
 const DR: &str = "us-west-2";
@@ -16,21 +16,6 @@ const USER: &str = "kong";
 const PASSWORD: &str = "drill-Pa55word";
 const DB: &str = "kong";
 const WAIT: Duration = Duration::from_secs(180);
-
-async fn available(rds: &Client, id: &str) -> DbInstance {
-    wait_for(&format!("{id} available"), WAIT, || async {
-        let out = rds
-            .describe_db_instances()
-            .db_instance_identifier(id)
-            .send()
-            .await
-            .ok()?;
-        let inst = out.db_instances().first()?.clone();
-        assert_ne!(inst.db_instance_status(), Some("failed"), "{id} failed");
-        (inst.db_instance_status() == Some("available")).then_some(inst)
-    })
-    .await
-}
 
 async fn snapshot_available(rds: &Client, id: &str) -> String {
     wait_for(&format!("snapshot {id} available"), WAIT, || async {
@@ -105,7 +90,7 @@ async fn drill(primary: &Client, dr: &Client, dr_kms: &aws_sdk_kms::Client, n: &
         .send()
         .await
         .expect("CreateDBInstance");
-    let source = available(primary, &n.source).await;
+    let source = instance_available(primary, &n.source, WAIT).await;
     assert_eq!(source.multi_az(), Some(true));
     assert_eq!(source.storage_encrypted(), Some(true));
 
@@ -169,7 +154,7 @@ async fn drill(primary: &Client, dr: &Client, dr_kms: &aws_sdk_kms::Client, n: &
         .send()
         .await
         .expect("RestoreDBInstanceFromDBSnapshot");
-    let restored = available(dr, &n.restored).await;
+    let restored = instance_available(dr, &n.restored, WAIT).await;
     assert_eq!(restored.kms_key_id(), Some(dr_key_arn.as_str()));
     assert!(restored
         .availability_zone()

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{config, unique, wait_for};
+use common::{config, instance_available, unique};
 
 const REGION: &str = "us-east-1";
 
@@ -142,21 +142,6 @@ async fn ec2_creates_a_network() {
         .expect("DeleteVpc");
 }
 
-async fn available_instance(rds: &aws_sdk_rds::Client, id: &str) -> aws_sdk_rds::types::DbInstance {
-    wait_for("instance available", Duration::from_secs(120), || async {
-        let out = rds
-            .describe_db_instances()
-            .db_instance_identifier(id)
-            .send()
-            .await
-            .ok()?;
-        let inst = out.db_instances().first()?.clone();
-        assert_ne!(inst.db_instance_status(), Some("failed"), "{id} failed");
-        (inst.db_instance_status() == Some("available")).then_some(inst)
-    })
-    .await
-}
-
 /// Who the instance's endpoint says we are, logged in as `user`.
 async fn current_user(inst: &aws_sdk_rds::types::DbInstance, user: &str, password: &str) -> String {
     let endpoint = inst.endpoint().expect("Endpoint");
@@ -198,8 +183,8 @@ async fn rds_serves_postgres_instances_found_by_resource_id() {
             .await
             .expect("CreateDBInstance");
     }
-    let a = available_instance(&rds, &ids[0]).await;
-    let b = available_instance(&rds, &ids[1]).await;
+    let a = instance_available(&rds, &ids[0], Duration::from_secs(120)).await;
+    let b = instance_available(&rds, &ids[1], Duration::from_secs(120)).await;
     assert_ne!(
         a.endpoint().and_then(|e| e.port()),
         b.endpoint().and_then(|e| e.port())

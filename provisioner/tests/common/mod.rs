@@ -83,3 +83,23 @@ where
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// Waits until the DB instance is `available` (and fails fast on `failed`).
+pub async fn instance_available(
+    rds: &aws_sdk_rds::Client,
+    id: &str,
+    limit: Duration,
+) -> aws_sdk_rds::types::DbInstance {
+    wait_for(&format!("{id} available"), limit, || async {
+        let out = rds
+            .describe_db_instances()
+            .db_instance_identifier(id)
+            .send()
+            .await
+            .ok()?;
+        let inst = out.db_instances().first()?.clone();
+        assert_ne!(inst.db_instance_status(), Some("failed"), "{id} failed");
+        (inst.db_instance_status() == Some("available")).then_some(inst)
+    })
+    .await
+}
