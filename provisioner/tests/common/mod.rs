@@ -103,3 +103,27 @@ pub async fn instance_available(
     })
     .await
 }
+
+/// A provisioner context for stack `stack` in `region` on the kit, quiet.
+pub async fn ctx(
+    stack: &str,
+    region: &str,
+    config: provisioner::spec::StackConfig,
+) -> provisioner::context::Ctx {
+    let spec = provisioner::spec::Spec::new(stack, region, config).expect("valid spec");
+    provisioner::context::Ctx::new(
+        &self::config(region).await,
+        spec,
+        provisioner::progress::Progress::new(true),
+    )
+}
+
+/// A stack name no other run or test shares (letters and digits, at most 20).
+pub fn stack_name(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = (nanos as u64 ^ (std::process::id() as u64) << 32) % 0xff_ffff;
+    format!("{prefix}-{n:06x}")
+}

@@ -1,0 +1,1 @@
+//! The stack: the concerns in dependency waves.
