@@ -30,6 +30,13 @@ pub fn sha256_file(_path: &Path) -> Result<String> {
 #[derive(Debug, Clone, Default)]
 pub struct Current {}
 
+impl Current {
+    /// The artifact, when the bucket holds the binary of the discovered sha256.
+    pub fn artifact(&self) -> Option<Artifact> {
+        None
+    }
+}
+
 pub async fn discover(_ctx: &Ctx, _sha256: &str) -> Result<Current> {
     bail!("artifacts: not implemented")
 }
@@ -38,7 +45,12 @@ pub fn plan(_ctx: &Ctx, _current: &Current) -> Vec<Change> {
     Vec::new()
 }
 
-pub async fn converge(_ctx: &Ctx, _current: &Current, _binary: &Path, _sha256: &str) -> Result<Artifact> {
+pub async fn converge(
+    _ctx: &Ctx,
+    _current: &Current,
+    _binary: &Path,
+    _sha256: &str,
+) -> Result<Artifact> {
     bail!("artifacts: not implemented")
 }
 

@@ -74,18 +74,37 @@ impl AwsError {
         let text = self.message.as_str();
         if text.contains("no providers in chain provided credentials")
             || text.contains("the credentials provider was not enabled")
-            || matches!(code, "InvalidClientTokenId" | "UnrecognizedClientException" | "AuthFailure" | "ExpiredToken" | "ExpiredTokenException" | "InvalidAccessKeyId" | "SignatureDoesNotMatch")
+            || matches!(
+                code,
+                "InvalidClientTokenId"
+                    | "UnrecognizedClientException"
+                    | "AuthFailure"
+                    | "ExpiredToken"
+                    | "ExpiredTokenException"
+                    | "InvalidAccessKeyId"
+                    | "SignatureDoesNotMatch"
+            )
         {
             Some("check the AWS credentials: set AWS_PROFILE or pass --profile, run `aws sso login` if the profile uses SSO, or export AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
         } else if text.contains("dns error") || text.contains("failed to lookup address") {
             Some("the endpoint does not resolve: is --region a real region (e.g. us-east-1)? With LocalStack, pass --endpoint-url or set AWS_ENDPOINT_URL")
         } else if text.contains("Connection refused") || text.contains("connection refused") {
             Some("nothing listens at the endpoint: with LocalStack, start it (localstack/start) or fix --endpoint-url")
-        } else if matches!(code, "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException" | "SlowDown") {
+        } else if matches!(
+            code,
+            "Throttling"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+                | "SlowDown"
+        ) {
             Some("AWS kept throttling the calls after 10 attempts with backoff; run the command again in a minute (it resumes where it stopped)")
         } else if code.ends_with("LimitExceeded") || code.contains("QuotaExceeded") {
             Some("an AWS quota is reached: delete unused resources or request an increase in the Service Quotas console, then run the command again")
-        } else if matches!(code, "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation") {
+        } else if matches!(
+            code,
+            "AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation"
+        ) {
             Some("the credentials lack a permission this step needs; grant it to the role or user and run again")
         } else {
             None
@@ -187,7 +206,10 @@ mod tests {
             message: "The maximum number of VPCs has been reached.".into(),
         };
         let text = e.to_string();
-        assert!(text.starts_with("create vpc: VpcLimitExceeded: The maximum"), "{text}");
+        assert!(
+            text.starts_with("create vpc: VpcLimitExceeded: The maximum"),
+            "{text}"
+        );
         assert!(text.contains("Service Quotas"), "{text}");
         let e = AwsError {
             operation: "describe availability zones".into(),

@@ -1,2 +1,266 @@
-//! The command line.
-pub fn main() -> std::process::ExitCode { std::process::ExitCode::FAILURE }
+//! The command line: `provisioner up | plan | status | down`.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::aws::{sdk_config, AwsOptions};
+use crate::context::Ctx;
+use crate::progress::Progress;
+use crate::spec::{Spec, StackConfig};
+use crate::stack;
+
+#[derive(Parser)]
+#[command(
+    name = "provisioner",
+    version,
+    about = "Builds the gateway stack on AWS (Kong's AWS guide): VPC, security groups, \
+             RDS PostgreSQL, Auto Scaling nodes behind a classic ELB with the PROXY protocol",
+    after_help = "Credentials come from the standard AWS chain (environment, --profile/AWS_PROFILE, \
+                  SSO, instance role). For LocalStack: --endpoint-url http://127.0.0.1:4566 or AWS_ENDPOINT_URL."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the stack, or converge it: create what is missing, repair drift.
+    Up(UpArgs),
+    /// Show what `up` would change, per resource, and change nothing.
+    Plan(PlanArgs),
+    /// Show every resource of the stack and its state.
+    Status(StackArgs),
+    /// Delete the stack's resources (asks first; keeps a final DB snapshot).
+    Down(DownArgs),
+}
+
+#[derive(Args)]
+struct StackArgs {
+    #[command(flatten)]
+    aws: AwsOptions,
+    /// Stack name: prefixes and tags every resource.
+    #[arg(long, default_value = "gateway")]
+    stack: String,
+    /// stack.toml overriding the defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// text for people, json for tools (on stdout; progress goes to stderr).
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// The gateway binary to ship (default: `gateway` beside this program, then PATH).
+    #[arg(long, value_name = "PATH")]
+    gateway_binary: Option<PathBuf>,
+    /// DNS name for the ELB (with --hosted-zone-id).
+    #[arg(long, requires = "hosted_zone_id")]
+    domain: Option<String>,
+    /// Route53 hosted zone of --domain.
+    #[arg(long, requires = "domain")]
+    hosted_zone_id: Option<String>,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    build: BuildArgs,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Exit 2 when there are changes (0: converged), like terraform plan.
+    #[arg(long)]
+    detailed_exitcode: bool,
+}
+
+#[derive(Args)]
+struct DownArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    /// Delete the database without a final snapshot.
+    #[arg(long)]
+    skip_final_snapshot: bool,
+    /// Lift the database's deletion protection.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Up(args) => {
+            let ctx = context(&args.stack, Some(&args.build)).await?;
+            let binary = stack::binary(&ctx)?;
+            let outputs = stack::up(&ctx, &binary).await?;
+            print(args.stack.output, &outputs, || outputs.render_text())?;
+        }
+        Command::Plan(args) => {
+            let ctx = context(&args.stack, Some(&args.build)).await?;
+            let binary = stack::binary(&ctx)?;
+            let plan = stack::plan(&ctx, &binary).await?;
+            print(args.stack.output, &plan, || plan.render_text())?;
+            if args.detailed_exitcode && !plan.is_converged() {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        Command::Status(args) => {
+            let ctx = context(&args, None).await?;
+            let status = stack::status(&ctx).await?;
+            print(args.output, &status, || status.render_text())?;
+        }
+        Command::Down(args) => {
+            let ctx = context(&args.stack, None).await?;
+            confirm_down(&ctx, args.yes)?;
+            let options = stack::DownOptions {
+                skip_final_snapshot: args.skip_final_snapshot,
+                force: args.force,
+            };
+            let report = stack::down(&ctx, &options).await?;
+            print(args.stack.output, &report, || report.render_text())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The spec from flags and stack.toml, and the clients for its region.
+async fn context(args: &StackArgs, build: Option<&BuildArgs>) -> Result<Ctx> {
+    let mut config = match &args.config {
+        Some(path) => StackConfig::load(path)?,
+        None => StackConfig::default(),
+    };
+    if let Some(build) = build {
+        if build.gateway_binary.is_some() {
+            config.gateway_binary = build.gateway_binary.clone();
+        }
+        if build.domain.is_some() {
+            config.domain = build.domain.clone();
+            config.hosted_zone_id = build.hosted_zone_id.clone();
+        }
+    }
+    let sdk = sdk_config(&args.aws).await;
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .context("no AWS region: pass --region (e.g. --region us-east-1) or set AWS_REGION")?;
+    let spec = Spec::new(&args.stack, &region, config)?;
+    Ok(Ctx::new(&sdk, spec, Progress::new(false)))
+}
+
+fn print<T: serde::Serialize>(
+    output: Output,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        Output::Json => {
+            serde_json::to_writer_pretty(&mut stdout, value)?;
+            writeln!(stdout)?;
+        }
+        Output::Text => write!(stdout, "{}", text())?,
+    }
+    Ok(())
+}
+
+/// `down` asks on a terminal; elsewhere it needs `--yes`.
+fn confirm_down(ctx: &Ctx, yes: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    let stack = &ctx.spec.stack;
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "`down` deletes stack {stack:?} in {}; pass --yes to confirm when not on a terminal",
+            ctx.spec.region
+        );
+    }
+    eprint!(
+        "This deletes every resource of stack {stack:?} in {} (the database after a final snapshot).\n\
+         Type the stack name to confirm: ",
+        ctx.spec.region
+    );
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() != stack {
+        bail!("not confirmed; nothing was deleted");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_parse() {
+        let cli = Cli::try_parse_from([
+            "provisioner",
+            "up",
+            "--region",
+            "eu-west-1",
+            "--stack",
+            "gw",
+            "--output",
+            "json",
+            "--endpoint-url",
+            "http://127.0.0.1:4566",
+            "--gateway-binary",
+            "/bin/true",
+        ])
+        .unwrap();
+        let Command::Up(up) = cli.command else {
+            panic!("not up")
+        };
+        assert_eq!(up.stack.aws.region.as_deref(), Some("eu-west-1"));
+        assert!(up.stack.output == Output::Json);
+        assert!(Cli::try_parse_from(["provisioner", "up", "--domain", "x.example.com"]).is_err());
+        let cli = Cli::try_parse_from(["provisioner", "down", "--yes", "--force"]).unwrap();
+        let Command::Down(down) = cli.command else {
+            panic!("not down")
+        };
+        assert!(down.yes && down.force && !down.skip_final_snapshot);
+        assert_eq!(down.stack.stack, "gateway");
+    }
+}

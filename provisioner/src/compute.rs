@@ -37,6 +37,13 @@ pub struct Compute {
 #[derive(Debug, Clone, Default)]
 pub struct Current {}
 
+impl Current {
+    /// The instance profile's ARN, when it exists with its role.
+    pub fn instance_profile_arn(&self) -> Option<String> {
+        None
+    }
+}
+
 pub async fn discover(_ctx: &Ctx) -> Result<Current> {
     bail!("compute: not implemented")
 }

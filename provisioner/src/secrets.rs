@@ -59,6 +59,11 @@ pub async fn delete(_ctx: &Ctx, _current: &Current) -> Result<()> {
     bail!("secrets: not implemented")
 }
 
+/// Deletes only the admin token (the DB password stays with a final snapshot).
+pub async fn delete_admin_token(_ctx: &Ctx, _current: &Current) -> Result<()> {
+    bail!("secrets: not implemented")
+}
+
 pub fn status(_current: &Current) -> Vec<Status> {
     Vec::new()
 }

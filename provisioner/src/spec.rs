@@ -248,7 +248,10 @@ pub fn parse_cidr(cidr: &str) -> Result<(Ipv4Addr, u8)> {
         u32::MAX << (32 - prefix)
     };
     if u32::from(addr) & !mask != 0 {
-        bail!("{cidr:?}: host bits are set; did you mean {}/{prefix}?", Ipv4Addr::from(u32::from(addr) & mask));
+        bail!(
+            "{cidr:?}: host bits are set; did you mean {}/{prefix}?",
+            Ipv4Addr::from(u32::from(addr) & mask)
+        );
     }
     Ok((addr, prefix))
 }
@@ -287,7 +290,10 @@ mod tests {
     #[test]
     fn bad_configs_name_the_key() {
         let e = spec("vpc_cidrs = \"10.0.0.0/16\"").unwrap_err();
-        assert!(format!("{e:#}").contains("unknown field `vpc_cidrs`"), "{e:#}");
+        assert!(
+            format!("{e:#}").contains("unknown field `vpc_cidrs`"),
+            "{e:#}"
+        );
         let e = spec("nat = \"some\"").unwrap_err();
         assert!(format!("{e:#}").contains("per_az"), "{e:#}");
         let e = spec("vpc_cidr = \"10.0.0.1/16\"").unwrap_err();
@@ -303,7 +309,10 @@ mod tests {
     #[test]
     fn stack_names_are_checked() {
         for bad in ["", "Gw", "1gw", "gw-", "g--w", "a-very-long-stack-name-x"] {
-            assert!(Spec::new(bad, "us-east-1", StackConfig::default()).is_err(), "{bad}");
+            assert!(
+                Spec::new(bad, "us-east-1", StackConfig::default()).is_err(),
+                "{bad}"
+            );
         }
         assert!(Spec::new("gw-2", "us-east-1", StackConfig::default()).is_ok());
     }

@@ -1,1 +1,316 @@
-//! The stack: the concerns in dependency waves.
+//! The stack: discover every concern, plan, and converge in dependency waves, with
+//! independent steps in parallel. RDS is the long pole, so it starts as soon as its
+//! subnets and security group exist, and the NAT gateways, the ELB and the instance
+//! profile are built while it creates.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::aws::AwsResultExt;
+use crate::compute::NodeInputs;
+use crate::context::Ctx;
+use crate::plan::{Change, Plan, Status};
+use crate::{artifacts, balancer, compute, database, dns, network, secrets, security};
+
+/// Everything the stack has now, found by tag.
+pub struct Discovered {
+    pub azs: Vec<String>,
+    pub network: network::Current,
+    pub security: security::Current,
+    pub secrets: secrets::Current,
+    pub database: database::Current,
+    pub artifacts: artifacts::Current,
+    pub compute: compute::Current,
+    pub balancer: balancer::Current,
+    pub dns: dns::Current,
+}
+
+/// The gateway binary `up` ships, and its sha256.
+pub struct Binary {
+    pub path: PathBuf,
+    pub sha256: String,
+}
+
+pub fn binary(ctx: &Ctx) -> Result<Binary> {
+    let path = artifacts::locate_binary(ctx.spec.config.gateway_binary.as_deref())?;
+    let sha256 = artifacts::sha256_file(&path)?;
+    Ok(Binary { path, sha256 })
+}
+
+/// Fails early, with a hint, when the credentials or the endpoint do not work.
+async fn preflight(ctx: &Ctx) -> Result<()> {
+    ctx.sts
+        .get_caller_identity()
+        .send()
+        .await
+        .aws("check the AWS credentials (sts get-caller-identity)")?;
+    Ok(())
+}
+
+/// Reads the whole stack, every concern at once.
+pub async fn discover(ctx: &Ctx, sha256: &str) -> Result<Discovered> {
+    preflight(ctx).await?;
+    let (azs, network, security, secrets, database, artifacts, compute, balancer, dns) = tokio::try_join!(
+        network::availability_zones(ctx),
+        network::discover(ctx),
+        security::discover(ctx),
+        secrets::discover(ctx),
+        database::discover(ctx),
+        artifacts::discover(ctx, sha256),
+        compute::discover(ctx),
+        balancer::discover(ctx),
+        dns::discover(ctx),
+    )?;
+    Ok(Discovered {
+        azs,
+        network,
+        security,
+        secrets,
+        database,
+        artifacts,
+        compute,
+        balancer,
+        dns,
+    })
+}
+
+/// What `up` would do, from what exists.
+pub fn plan_of(ctx: &Ctx, d: &Discovered) -> Plan {
+    let mut all: Vec<Change> = Vec::new();
+    all.extend(network::plan(ctx, &d.network, &d.azs));
+    all.extend(security::plan(ctx, &d.security));
+    all.extend(secrets::plan(ctx, &d.secrets));
+    all.extend(database::plan(ctx, &d.database));
+    all.extend(artifacts::plan(ctx, &d.artifacts));
+    all.extend(balancer::plan(ctx, &d.balancer));
+    all.extend(compute::plan(ctx, &d.compute, node_inputs(ctx, d).as_ref()));
+    all.extend(dns::plan(ctx, &d.dns, d.balancer.balancer().as_ref()));
+    Plan::from_changes(all)
+}
+
+/// The nodes' inputs, when everything they are made from exists already.
+fn node_inputs(ctx: &Ctx, d: &Discovered) -> Option<NodeInputs> {
+    Some(NodeInputs {
+        net: d.network.network()?,
+        groups: d.security.groups()?,
+        db: d.database.database()?,
+        artifact: d.artifacts.artifact()?,
+        secrets: d.secrets.secrets()?,
+        elb_name: d.balancer.balancer().map(|_| ctx.spec.elb_name())?,
+        instance_profile_arn: d.compute.instance_profile_arn()?,
+    })
+}
+
+pub async fn plan(ctx: &Ctx, binary: &Binary) -> Result<Plan> {
+    let d = discover(ctx, &binary.sha256).await?;
+    Ok(plan_of(ctx, &d))
+}
+
+/// What `up` prints: where the stack is. Never a secret value, only names.
+#[derive(Debug, Serialize)]
+pub struct Outputs {
+    pub stack: String,
+    pub region: String,
+    pub elb_dns_name: String,
+    pub domain: Option<String>,
+    pub rds_endpoint: String,
+    pub vpc_id: String,
+    pub public_subnet_ids: Vec<String>,
+    pub private_subnet_ids: Vec<String>,
+    pub asg_name: String,
+    pub launch_template_version: i64,
+    pub artifact: String,
+    pub db_password_secret: String,
+    pub admin_token_secret: String,
+}
+
+impl Outputs {
+    pub fn render_text(&self) -> String {
+        let mut out = format!("Stack {} is up in {}.\n", self.stack, self.region);
+        let mut row = |k: &str, v: &str| out.push_str(&format!("  {k:<24} {v}\n"));
+        row("elb_dns_name", &self.elb_dns_name);
+        if let Some(domain) = &self.domain {
+            row("domain", domain);
+        }
+        row("rds_endpoint", &self.rds_endpoint);
+        row("vpc_id", &self.vpc_id);
+        row("public_subnet_ids", &self.public_subnet_ids.join(","));
+        row("private_subnet_ids", &self.private_subnet_ids.join(","));
+        row("asg_name", &self.asg_name);
+        row(
+            "launch_template_version",
+            &self.launch_template_version.to_string(),
+        );
+        row("artifact", &self.artifact);
+        row("db_password_secret", &self.db_password_secret);
+        row("admin_token_secret", &self.admin_token_secret);
+        out
+    }
+}
+
+/// Creates what is missing and repairs drift, wave by wave.
+pub async fn up(ctx: &Ctx, binary: &Binary) -> Result<Outputs> {
+    let d = discover(ctx, &binary.sha256).await?;
+    let plan = plan_of(ctx, &d);
+    if plan.is_converged() {
+        ctx.progress
+            .line(format!("stack {}: nothing to change", ctx.spec.stack));
+    } else {
+        ctx.progress.line(format!(
+            "stack {}: {} change(s) to make",
+            ctx.spec.stack,
+            plan.changes.len()
+        ));
+    }
+    // Wave 1: what has no dependencies.
+    let (net, secrets, artifact) = tokio::try_join!(
+        network::converge_core(ctx, &d.network, &d.azs),
+        secrets::converge(ctx, &d.secrets),
+        artifacts::converge(ctx, &d.artifacts, &binary.path, &binary.sha256),
+    )?;
+    // Wave 2: the security groups, then RDS starts (the long pole).
+    let groups = security::converge(ctx, &d.security, &net).await?;
+    database::start(ctx, &d.database, &net, &groups, &secrets).await?;
+    // Wave 3: while RDS creates.
+    let (db, (), balancer, instance_profile_arn) = tokio::try_join!(
+        database::wait_available(ctx),
+        network::converge_nat(ctx, &d.network, &net),
+        balancer::converge(ctx, &d.balancer, &net, &groups),
+        compute::converge_profile(ctx, &d.compute, &secrets, &artifact),
+    )?;
+    // Wave 4: the nodes, and the DNS name.
+    let inputs = NodeInputs {
+        net,
+        groups,
+        db,
+        artifact,
+        secrets,
+        elb_name: balancer.name.clone(),
+        instance_profile_arn,
+    };
+    let (nodes, domain) = tokio::try_join!(
+        compute::converge(ctx, &d.compute, &inputs),
+        dns::converge(ctx, &d.dns, &balancer),
+    )?;
+    Ok(Outputs {
+        stack: ctx.spec.stack.clone(),
+        region: ctx.spec.region.clone(),
+        elb_dns_name: balancer.dns_name,
+        domain,
+        rds_endpoint: format!("{}:{}", inputs.db.address, inputs.db.port),
+        vpc_id: inputs.net.vpc_id.clone(),
+        public_subnet_ids: inputs.net.public.iter().map(|s| s.id.clone()).collect(),
+        private_subnet_ids: inputs.net.private.iter().map(|s| s.id.clone()).collect(),
+        asg_name: nodes.asg_name,
+        launch_template_version: nodes.launch_template_version,
+        artifact: format!("s3://{}/{}", inputs.artifact.bucket, inputs.artifact.key),
+        db_password_secret: inputs.secrets.db_password.clone(),
+        admin_token_secret: inputs.secrets.admin_token.clone(),
+    })
+}
+
+/// Every resource and its state.
+#[derive(Debug, Serialize)]
+pub struct StackStatus {
+    pub stack: String,
+    pub region: String,
+    pub resources: Vec<Status>,
+}
+
+impl StackStatus {
+    pub fn render_text(&self) -> String {
+        if self.resources.is_empty() {
+            return format!(
+                "Stack {} has no resources in {}.\n",
+                self.stack, self.region
+            );
+        }
+        let mut out = format!("Stack {} in {}:\n", self.stack, self.region);
+        for s in &self.resources {
+            out.push_str(&format!(
+                "  {:<44} {:<14} {}\n",
+                s.resource,
+                s.state,
+                s.id.as_deref().unwrap_or("-")
+            ));
+            for (k, v) in &s.details {
+                out.push_str(&format!("      {k}: {v}\n"));
+            }
+        }
+        out
+    }
+}
+
+pub async fn status(ctx: &Ctx) -> Result<StackStatus> {
+    let d = discover(ctx, "").await?;
+    let mut resources = Vec::new();
+    resources.extend(network::status(&d.network));
+    resources.extend(security::status(&d.security));
+    resources.extend(secrets::status(&d.secrets));
+    resources.extend(database::status(&d.database));
+    resources.extend(artifacts::status(&d.artifacts));
+    resources.extend(balancer::status(&d.balancer));
+    resources.extend(compute::status(&d.compute, &d.balancer.instance_health()));
+    resources.extend(dns::status(&d.dns));
+    Ok(StackStatus {
+        stack: ctx.spec.stack.clone(),
+        region: ctx.spec.region.clone(),
+        resources,
+    })
+}
+
+pub struct DownOptions {
+    pub skip_final_snapshot: bool,
+    pub force: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DownReport {
+    pub stack: String,
+    pub region: String,
+    pub final_snapshot: Option<String>,
+}
+
+impl DownReport {
+    pub fn render_text(&self) -> String {
+        let mut out = format!("Stack {} is down in {}.\n", self.stack, self.region);
+        if let Some(snapshot) = &self.final_snapshot {
+            out.push_str(&format!(
+                "  final DB snapshot: {snapshot} (kept, with its KMS key and the DB password secret)\n"
+            ));
+        }
+        out
+    }
+}
+
+/// Deletes in reverse dependency order. The database goes first among the slow
+/// parts (after the nodes) and its final snapshot is kept, with what restoring it
+/// needs: the KMS key and the master password secret.
+pub async fn down(ctx: &Ctx, options: &DownOptions) -> Result<DownReport> {
+    let d = discover(ctx, "").await?;
+    // The DB refuses early (deletion protection without --force): check before
+    // anything else is deleted, so a refused `down` loses nothing.
+    database::check_deletable(ctx, &d.database, options.force)?;
+    tokio::try_join!(compute::delete(ctx, &d.compute), dns::delete(ctx, &d.dns))?;
+    let (final_snapshot, ()) = tokio::try_join!(
+        database::delete(ctx, &d.database, options.skip_final_snapshot, options.force),
+        balancer::delete(ctx, &d.balancer),
+    )?;
+    if final_snapshot.is_none() {
+        secrets::delete(ctx, &d.secrets).await?;
+    } else {
+        secrets::delete_admin_token(ctx, &d.secrets).await?;
+    }
+    tokio::try_join!(
+        security::delete(ctx, &d.security),
+        artifacts::delete(ctx, &d.artifacts)
+    )?;
+    network::delete(ctx, &d.network).await?;
+    Ok(DownReport {
+        stack: ctx.spec.stack.clone(),
+        region: ctx.spec.region.clone(),
+        final_snapshot,
+    })
+}
