@@ -340,7 +340,7 @@ async fn up_plan_drift_status_and_down() {
         .collect();
     assert_eq!(proxied, [8000, 8443].into_iter().collect());
     assert_eq!(
-        lb.health_check().and_then(|h| h.target()),
+        lb.health_check().map(|h| h.target()),
         Some("HTTP:8001/status")
     );
     assert_eq!(
