@@ -63,6 +63,10 @@ pub async fn discover(ctx: &Ctx, sha256: &str) -> Result<Discovered> {
         balancer::discover(ctx),
         dns::discover(ctx),
     )?;
+    let mut database = database;
+    if let (Some(net), Some(groups)) = (network.network(), security.groups()) {
+        database.placement = database::Placement::new(&net, &groups);
+    }
     Ok(Discovered {
         azs,
         network,
@@ -84,7 +88,8 @@ pub fn plan_of(ctx: &Ctx, d: &Discovered) -> Plan {
     all.extend(secrets::plan(ctx, &d.secrets));
     all.extend(database::plan(ctx, &d.database));
     all.extend(artifacts::plan(ctx, &d.artifacts));
-    all.extend(balancer::plan(ctx, &d.balancer));
+    let (net, groups) = (d.network.network(), d.security.groups());
+    all.extend(balancer::plan_with(ctx, &d.balancer, net.as_ref(), groups.as_ref()));
     all.extend(compute::plan(ctx, &d.compute, node_inputs(ctx, d).as_ref()));
     all.extend(dns::plan(ctx, &d.dns, d.balancer.balancer().as_ref()));
     Plan::from_changes(all)

@@ -211,10 +211,7 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
     );
 
     // Database: key, subnet group and instance as the spec says.
-    let cur = database::discover(ctx).await.expect("discover database");
-    let mut placement = database::Placement::new(net, groups);
-    placement.subnet_ids.sort();
-    assert_eq!(cur.placement, placement);
+    let cur = discover_db(ctx, net, groups).await;
     assert!(database::plan(ctx, &cur)
         .iter()
         .all(|c| c.action == Action::Create));
@@ -301,7 +298,7 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
     drop(client);
 
     // Second round: nothing to do, nothing duplicated.
-    let cur = database::discover(ctx).await.expect("discover database");
+    let cur = discover_db(ctx, net, groups).await;
     all_unchanged(&database::plan(ctx, &cur));
     database::start(ctx, &cur, net, groups, &sec)
         .await
@@ -323,7 +320,7 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
         .send()
         .await
         .expect("DeleteAlias");
-    let cur = database::discover(ctx).await.expect("discover database");
+    let cur = discover_db(ctx, net, groups).await;
     let plan = database::plan(ctx, &cur);
     let drift: Vec<_> = plan.iter().filter(|c| c.action == Action::Update).collect();
     assert_eq!(drift.len(), 2, "{plan:?}");
@@ -362,7 +359,7 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
     assert_eq!(stack_keys(&kms, stack).await.len(), 1, "still one key");
 
     // Delete: protection holds without --force; with it, a final snapshot keeps the key.
-    let cur = database::discover(ctx).await.expect("discover database");
+    let cur = discover_db(ctx, net, groups).await;
     let err = database::delete(ctx, &cur, false, false)
         .await
         .expect_err("protected");
@@ -411,7 +408,7 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
     );
 
     // A second delete is a no-op and still keeps the key for the snapshot.
-    let cur = database::discover(ctx).await.expect("discover database");
+    let cur = discover_db(ctx, net, groups).await;
     assert_eq!(
         database::delete(ctx, &cur, false, true)
             .await
@@ -431,12 +428,12 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
         .send()
         .await
         .expect("DeleteDBSnapshot");
-    let cur = database::discover(ctx).await.expect("discover database");
+    let cur = discover_db(ctx, net, groups).await;
     database::delete(ctx, &cur, false, true)
         .await
         .expect("delete the key");
     assert!(stack_keys(&kms, stack).await.is_empty());
-    let cur = database::discover(ctx).await.expect("discover database");
+    let cur = discover_db(ctx, net, groups).await;
     assert!(
         cur.key.is_none() && cur.instance.is_none() && cur.subnet_group.is_none(),
         "{cur:?}"
@@ -508,6 +505,17 @@ async fn cleanup(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
         let _ = ctx.ec2.delete_subnet().subnet_id(&s.id).send().await;
     }
     let _ = ctx.ec2.delete_vpc().vpc_id(&net.vpc_id).send().await;
+}
+
+/// What the orchestrator does: discover, with the placement from the network steps.
+async fn discover_db(
+    ctx: &provisioner::context::Ctx,
+    net: &provisioner::network::Network,
+    groups: &provisioner::security::SecurityGroups,
+) -> database::Current {
+    let mut cur = database::discover(ctx).await.expect("discover database");
+    cur.placement = database::Placement::new(net, groups);
+    cur
 }
 
 #[tokio::test]

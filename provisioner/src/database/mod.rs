@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use aws_sdk_ec2::types::Filter;
 use aws_sdk_rds::types::Tag;
 
 use crate::aws::AwsResultExt;
-use crate::context::{ec2_name, Ctx};
+use crate::context::Ctx;
 use crate::network::Network;
 use crate::plan::{Change, Status};
 use crate::progress::Poll;
@@ -61,8 +60,7 @@ pub struct Current {
     pub key: Option<Key>,
     pub subnet_group: Option<SubnetGroup>,
     pub instance: Option<Instance>,
-    /// Found by tag (`<stack>-private-*` subnets, the `<stack>-db` group) for `plan`;
-    /// the orchestrator may set it from the network and security steps instead.
+    /// Set by the orchestrator from what the network and security steps found.
     pub placement: Placement,
 }
 
@@ -92,43 +90,7 @@ pub async fn discover(ctx: &Ctx) -> Result<Current> {
         key: kms::discover(ctx).await?,
         subnet_group: subnet_group::discover(ctx).await?,
         instance: instance::describe(ctx, &ctx.spec.db_identifier()).await?,
-        placement: discover_placement(ctx).await?,
-    })
-}
-
-async fn discover_placement(ctx: &Ctx) -> Result<Placement> {
-    let private = format!("{}-private-", ctx.spec.stack);
-    let subnets = ctx
-        .ec2
-        .describe_subnets()
-        .filters(ctx.ec2_stack_filter())
-        .send()
-        .await
-        .aws("describe subnets")?;
-    let mut subnet_ids: Vec<String> = subnets
-        .subnets()
-        .iter()
-        .filter(|s| ec2_name(s.tags()).is_some_and(|n| n.starts_with(&private)))
-        .filter_map(|s| s.subnet_id().map(str::to_string))
-        .collect();
-    subnet_ids.sort();
-    let db = ctx.spec.name("db");
-    let groups = ctx
-        .ec2
-        .describe_security_groups()
-        .filters(ctx.ec2_stack_filter())
-        .filters(Filter::builder().name("tag:Name").values(&db).build())
-        .send()
-        .await
-        .aws("describe security groups")?;
-    let security_group_ids = groups
-        .security_groups()
-        .iter()
-        .filter_map(|g| g.group_id().map(str::to_string))
-        .collect();
-    Ok(Placement {
-        subnet_ids,
-        security_group_ids,
+        placement: Placement::default(),
     })
 }
 
