@@ -2,11 +2,17 @@
 //! from the VPC CIDR) and the ELB (its listener ports from `allowed_cidrs`). Nothing
 //! else is open: extra ingress rules are drift and are revoked.
 
-use anyhow::{bail, Result};
+use std::time::Duration;
 
-use crate::context::Ctx;
+use anyhow::{Context as _, Result};
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, ResourceType};
+
+use crate::aws::{AwsError, AwsResultExt};
+use crate::context::{ec2_name, Ctx};
 use crate::network::Network;
-use crate::plan::{Change, Status};
+use crate::plan::{Change, Diff, Status};
+use crate::progress::Poll;
+use crate::spec::{Spec, DB_PORT, ELB_LISTENERS, NODE_PORT_RANGES};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityGroups {
@@ -15,31 +21,501 @@ pub struct SecurityGroups {
     pub elb: String,
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct Current {}
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub id: String,
+    pub name: String,
+    pub vpc_id: String,
+    /// Ingress, one entry per source: its text (`tcp 8000-8003 10.0.0.0/16`) and the
+    /// permission that grants (or revokes) exactly it.
+    pub ingress: Vec<(String, IpPermission)>,
+}
 
-impl Current {
-    pub fn groups(&self) -> Option<SecurityGroups> {
-        None
+impl Group {
+    fn rules(&self) -> Vec<String> {
+        self.ingress.iter().map(|(text, _)| text.clone()).collect()
     }
 }
 
-pub async fn discover(_ctx: &Ctx) -> Result<Current> {
-    bail!("security: not implemented")
+#[derive(Debug, Clone, Default)]
+pub struct Current {
+    /// The stack's VPC (`<stack>-vpc`), when it exists.
+    pub vpc_id: Option<String>,
+    /// Every group with the stack tag.
+    pub groups: Vec<Group>,
+    names: Vec<String>,
 }
 
-pub fn plan(_ctx: &Ctx, _current: &Current) -> Vec<Change> {
-    Vec::new()
+impl Current {
+    /// The group `name` in the stack's VPC.
+    pub fn group(&self, name: &str) -> Option<&Group> {
+        self.groups
+            .iter()
+            .find(|g| g.name == name && self.vpc_id.as_deref() == Some(g.vpc_id.as_str()))
+    }
+
+    pub fn groups(&self) -> Option<SecurityGroups> {
+        let [nodes, db, elb] = [0, 1, 2].map(|i| {
+            self.names
+                .get(i)
+                .and_then(|n| self.group(n))
+                .map(|g| g.id.clone())
+        });
+        Some(SecurityGroups {
+            nodes: nodes?,
+            db: db?,
+            elb: elb?,
+        })
+    }
 }
 
-pub async fn converge(_ctx: &Ctx, _current: &Current, _net: &Network) -> Result<SecurityGroups> {
-    bail!("security: not implemented")
+/// One wanted group: name, description and ingress rules (protocol, ports, CIDR,
+/// description).
+pub(crate) struct Wanted {
+    pub name: String,
+    pub description: String,
+    pub rules: Vec<WantedRule>,
 }
 
-pub async fn delete(_ctx: &Ctx, _current: &Current) -> Result<()> {
-    bail!("security: not implemented")
+pub(crate) struct WantedRule {
+    pub from: u16,
+    pub to: u16,
+    pub cidr: String,
+    pub description: String,
 }
 
-pub fn status(_current: &Current) -> Vec<Status> {
-    Vec::new()
+impl WantedRule {
+    fn text(&self) -> String {
+        rule_text(
+            "tcp",
+            Some(self.from as i32),
+            Some(self.to as i32),
+            &self.cidr,
+        )
+    }
+
+    fn permission(&self) -> IpPermission {
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(self.from as i32)
+            .to_port(self.to as i32)
+            .ip_ranges(
+                IpRange::builder()
+                    .cidr_ip(&self.cidr)
+                    .description(&self.description)
+                    .build(),
+            )
+            .build()
+    }
+}
+
+/// The three groups, in the order nodes, db, elb.
+pub(crate) fn wanted(spec: &Spec) -> [Wanted; 3] {
+    let vpc = &spec.config.vpc_cidr;
+    let nodes = Wanted {
+        name: spec.name("nodes"),
+        description: format!(
+            "{} gateway nodes: proxy, admin, manager, portal from the VPC",
+            spec.stack
+        ),
+        rules: NODE_PORT_RANGES
+            .iter()
+            .map(|&(from, to)| WantedRule {
+                from,
+                to,
+                cidr: vpc.clone(),
+                description: format!("gateway ports {from}-{to} from the VPC"),
+            })
+            .collect(),
+    };
+    let db = Wanted {
+        name: spec.name("db"),
+        description: format!("{} PostgreSQL (RDS) from the VPC", spec.stack),
+        rules: vec![WantedRule {
+            from: DB_PORT,
+            to: DB_PORT,
+            cidr: vpc.clone(),
+            description: "PostgreSQL from the VPC".into(),
+        }],
+    };
+    let elb = Wanted {
+        name: spec.name("elb"),
+        description: format!("{} load balancer listeners from allowed_cidrs", spec.stack),
+        rules: ELB_LISTENERS
+            .iter()
+            .flat_map(|&(port, _)| {
+                spec.config
+                    .allowed_cidrs
+                    .iter()
+                    .map(move |cidr| WantedRule {
+                        from: port,
+                        to: port,
+                        cidr: cidr.clone(),
+                        description: format!("ELB listener {port} from allowed_cidrs"),
+                    })
+            })
+            .collect(),
+    };
+    [nodes, db, elb]
+}
+
+/// `tcp 8000-8003 10.0.0.0/16`, `tcp 5432 10.0.0.0/16`, `all all sg-123`.
+pub(crate) fn rule_text(
+    protocol: &str,
+    from: Option<i32>,
+    to: Option<i32>,
+    source: &str,
+) -> String {
+    let protocol = if protocol == "-1" { "all" } else { protocol };
+    let ports = match (from, to) {
+        _ if protocol == "all" => "all".to_string(),
+        (Some(f), Some(t)) if f == t => f.to_string(),
+        (Some(f), Some(t)) => format!("{f}-{t}"),
+        _ => "all".to_string(),
+    };
+    format!("{protocol} {ports} {source}")
+}
+
+/// One entry per source of `p`, each with a permission granting just that source.
+fn split_permission(p: &IpPermission) -> Vec<(String, IpPermission)> {
+    let protocol = p.ip_protocol().unwrap_or("-1");
+    let base = || {
+        IpPermission::builder()
+            .ip_protocol(protocol)
+            .set_from_port(p.from_port())
+            .set_to_port(p.to_port())
+    };
+    let text = |source: &str| rule_text(protocol, p.from_port(), p.to_port(), source);
+    let mut out = Vec::new();
+    for r in p.ip_ranges() {
+        let cidr = r.cidr_ip().unwrap_or("?");
+        out.push((text(cidr), base().ip_ranges(r.clone()).build()));
+    }
+    for r in p.ipv6_ranges() {
+        let cidr = r.cidr_ipv6().unwrap_or("?");
+        out.push((text(cidr), base().ipv6_ranges(r.clone()).build()));
+    }
+    for r in p.prefix_list_ids() {
+        let id = r.prefix_list_id().unwrap_or("?");
+        out.push((text(id), base().prefix_list_ids(r.clone()).build()));
+    }
+    for r in p.user_id_group_pairs() {
+        let id = r.group_id().or(r.group_name()).unwrap_or("?");
+        out.push((text(id), base().user_id_group_pairs(r.clone()).build()));
+    }
+    out
+}
+
+fn stack_vpc_filter(spec: &Spec) -> Filter {
+    Filter::builder()
+        .name("tag:Name")
+        .values(spec.name("vpc"))
+        .build()
+}
+
+pub async fn discover(ctx: &Ctx) -> Result<Current> {
+    let vpcs = ctx
+        .ec2
+        .describe_vpcs()
+        .filters(ctx.ec2_stack_filter())
+        .filters(stack_vpc_filter(&ctx.spec))
+        .send()
+        .await
+        .aws("describe vpcs")?;
+    let mut vpc_ids: Vec<&str> = vpcs.vpcs().iter().filter_map(|v| v.vpc_id()).collect();
+    vpc_ids.sort();
+    let groups = ctx
+        .ec2
+        .describe_security_groups()
+        .filters(ctx.ec2_stack_filter())
+        .into_paginator()
+        .items()
+        .send()
+        .try_collect()
+        .await
+        .aws("describe security groups")?;
+    let mut current = Current {
+        vpc_id: vpc_ids.first().map(|v| v.to_string()),
+        groups: Vec::new(),
+        names: wanted(&ctx.spec).map(|w| w.name).to_vec(),
+    };
+    for g in groups {
+        let id = g
+            .group_id()
+            .context("a security group without an id")?
+            .to_string();
+        current.groups.push(Group {
+            name: g
+                .group_name()
+                .or(ec2_name(g.tags()))
+                .with_context(|| format!("security group {id} has no name"))?
+                .to_string(),
+            vpc_id: g
+                .vpc_id()
+                .with_context(|| format!("security group {id} has no VPC"))?
+                .to_string(),
+            ingress: g
+                .ip_permissions()
+                .iter()
+                .flat_map(split_permission)
+                .collect(),
+            id,
+        });
+    }
+    current
+        .groups
+        .sort_by(|a, b| (&a.name, &a.id).cmp(&(&b.name, &b.id)));
+    Ok(current)
+}
+
+pub fn plan(ctx: &Ctx, current: &Current) -> Vec<Change> {
+    wanted(&ctx.spec)
+        .iter()
+        .map(|w| {
+            let resource = format!("security-group {}", w.name);
+            match current.group(&w.name) {
+                None => Change::create(resource),
+                Some(g) => ingress_diff(g, w).into_change(resource),
+            }
+        })
+        .collect()
+}
+
+fn ingress_diff(group: &Group, wanted: &Wanted) -> Diff {
+    let desired: Vec<String> = wanted.rules.iter().map(WantedRule::text).collect();
+    let mut d = Diff::default();
+    d.set("ingress", &group.rules(), &desired);
+    d
+}
+
+pub async fn converge(ctx: &Ctx, current: &Current, net: &Network) -> Result<SecurityGroups> {
+    let mut ids = Vec::new();
+    for w in wanted(&ctx.spec) {
+        let name = &w.name;
+        let found = current
+            .groups
+            .iter()
+            .find(|g| &g.name == name && g.vpc_id == net.vpc_id);
+        let id = match found {
+            Some(g) => g.id.clone(),
+            None => {
+                let out = ctx
+                    .ec2
+                    .create_security_group()
+                    .group_name(name)
+                    .description(&w.description)
+                    .vpc_id(&net.vpc_id)
+                    .tag_specifications(ctx.ec2_tags(ResourceType::SecurityGroup, name))
+                    .send()
+                    .await
+                    .aws(format!("create security-group {name}"))?;
+                let id = out
+                    .group_id()
+                    .with_context(|| format!("create security-group {name}: no id returned"))?
+                    .to_string();
+                ctx.progress
+                    .line(format!("created security-group {name} ({id})"));
+                id
+            }
+        };
+        let have: Vec<String> = found.map(Group::rules).unwrap_or_default();
+        let missing: Vec<&WantedRule> = w
+            .rules
+            .iter()
+            .filter(|r| !have.contains(&r.text()))
+            .collect();
+        if !missing.is_empty() {
+            ctx.ec2
+                .authorize_security_group_ingress()
+                .group_id(&id)
+                .set_ip_permissions(Some(missing.iter().map(|r| r.permission()).collect()))
+                .send()
+                .await
+                .aws(format!("authorize ingress on security-group {name}"))?;
+            let texts: Vec<String> = missing.iter().map(|r| format!("+{}", r.text())).collect();
+            let verb = if found.is_some() {
+                "updated"
+            } else {
+                "configured"
+            };
+            ctx.progress.line(format!(
+                "{verb} security-group {name}: ingress {}",
+                texts.join(", ")
+            ));
+        }
+        let desired: Vec<String> = w.rules.iter().map(WantedRule::text).collect();
+        let extra: Vec<&(String, IpPermission)> = found
+            .map(|g| {
+                g.ingress
+                    .iter()
+                    .filter(|(t, _)| !desired.contains(t))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !extra.is_empty() {
+            ctx.ec2
+                .revoke_security_group_ingress()
+                .group_id(&id)
+                .set_ip_permissions(Some(extra.iter().map(|(_, p)| p.clone()).collect()))
+                .send()
+                .await
+                .aws(format!("revoke ingress on security-group {name}"))?;
+            let texts: Vec<String> = extra.iter().map(|(t, _)| format!("-{t}")).collect();
+            ctx.progress.line(format!(
+                "updated security-group {name}: ingress {}",
+                texts.join(", ")
+            ));
+        }
+        ids.push(id);
+    }
+    let [nodes, db, elb]: [String; 3] = ids
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("security: expected three groups"))?;
+    Ok(SecurityGroups { nodes, db, elb })
+}
+
+/// Revokes rules between the stack's groups, then deletes the groups, retrying while
+/// they are in use (network interfaces of a just-deleted ELB or RDS linger).
+pub async fn delete(ctx: &Ctx, current: &Current) -> Result<()> {
+    let ids: Vec<&str> = current.groups.iter().map(|g| g.id.as_str()).collect();
+    for g in &current.groups {
+        let refs: Vec<IpPermission> = g
+            .ingress
+            .iter()
+            .filter(|(_, p)| {
+                p.user_id_group_pairs()
+                    .iter()
+                    .any(|pair| pair.group_id().is_some_and(|id| ids.contains(&id)))
+            })
+            .map(|(_, p)| p.clone())
+            .collect();
+        if refs.is_empty() {
+            continue;
+        }
+        let r = ctx
+            .ec2
+            .revoke_security_group_ingress()
+            .group_id(&g.id)
+            .set_ip_permissions(Some(refs))
+            .send()
+            .await
+            .aws(format!(
+                "revoke group references on security-group {}",
+                g.name
+            ));
+        crate::network::absent_on(r, &["InvalidGroup.NotFound", "InvalidPermission.NotFound"])?;
+    }
+    for g in &current.groups {
+        let label = format!("security-group {}", g.name);
+        let deleted = ctx
+            .progress
+            .wait(&label, Duration::from_secs(150), || async {
+                let r = ctx
+                    .ec2
+                    .delete_security_group()
+                    .group_id(&g.id)
+                    .send()
+                    .await
+                    .aws(format!("delete {label} ({})", g.id));
+                match r {
+                    Ok(_) => Ok(Poll::Ready(true)),
+                    Err(e) if AwsError::code_of(&e) == Some("InvalidGroup.NotFound") => {
+                        Ok(Poll::Ready(false))
+                    }
+                    Err(e) if AwsError::code_of(&e) == Some("DependencyViolation") => {
+                        Ok(Poll::Pending("still in use by network interfaces".into()))
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        if deleted {
+            ctx.progress.line(format!("deleted {label} ({})", g.id));
+        }
+    }
+    Ok(())
+}
+
+pub fn status(current: &Current) -> Vec<Status> {
+    current
+        .groups
+        .iter()
+        .map(|g| {
+            Status::new(
+                format!("security-group {}", g.name),
+                Some(g.id.clone()),
+                "exists",
+            )
+            .detail("ingress", g.rules().join(", "))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::StackConfig;
+
+    fn spec() -> Spec {
+        let config = StackConfig {
+            allowed_cidrs: vec!["0.0.0.0/0".into(), "192.0.2.0/24".into()],
+            ..StackConfig::default()
+        };
+        Spec::new("gw", "us-east-1", config).unwrap()
+    }
+
+    #[test]
+    fn wanted_rules_follow_the_spec() {
+        let [nodes, db, elb] = wanted(&spec());
+        let texts = |w: &Wanted| w.rules.iter().map(WantedRule::text).collect::<Vec<_>>();
+        assert_eq!(nodes.name, "gw-nodes");
+        assert_eq!(
+            texts(&nodes),
+            ["tcp 8000-8003 10.0.0.0/16", "tcp 8443-8446 10.0.0.0/16"]
+        );
+        assert_eq!(texts(&db), ["tcp 5432 10.0.0.0/16"]);
+        assert_eq!(
+            texts(&elb),
+            [
+                "tcp 80 0.0.0.0/0",
+                "tcp 80 192.0.2.0/24",
+                "tcp 443 0.0.0.0/0",
+                "tcp 443 192.0.2.0/24"
+            ]
+        );
+    }
+
+    #[test]
+    fn extra_and_missing_rules_are_drift() {
+        let [nodes, ..] = wanted(&spec());
+        let ssh = IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(22)
+            .to_port(22)
+            .ip_ranges(IpRange::builder().cidr_ip("0.0.0.0/0").build())
+            .ip_ranges(IpRange::builder().cidr_ip("10.0.0.0/8").build())
+            .build();
+        let mut ingress = split_permission(&ssh);
+        ingress.push((nodes.rules[0].text(), nodes.rules[0].permission()));
+        let group = Group {
+            id: "sg-1".into(),
+            name: "gw-nodes".into(),
+            vpc_id: "vpc-1".into(),
+            ingress,
+        };
+        let c = ingress_diff(&group, &nodes).into_change("security-group gw-nodes");
+        assert_eq!(c.action, crate::plan::Action::Update);
+        assert_eq!(c.fields[0].field, "ingress");
+        assert_eq!(
+            c.fields[0].current.as_deref(),
+            Some("-tcp 22 0.0.0.0/0 -tcp 22 10.0.0.0/8")
+        );
+        assert_eq!(
+            c.fields[0].desired.as_deref(),
+            Some("+tcp 8443-8446 10.0.0.0/16")
+        );
+        let all = IpPermission::builder().ip_protocol("-1").build();
+        assert!(split_permission(&all).is_empty());
+        assert_eq!(rule_text("-1", None, None, "sg-1"), "all all sg-1");
+    }
 }

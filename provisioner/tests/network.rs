@@ -1,0 +1,488 @@
+//! Network and security groups on the kit: converge creates exactly the spec, a second
+//! round changes nothing, drift is reported and repaired, delete removes it all.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use provisioner::context::Ctx;
+use provisioner::plan::{Action, Change};
+use provisioner::spec::{NatMode, StackConfig, STACK_TAG};
+use provisioner::{network, security};
+
+const REGION: &str = "us-east-1";
+
+fn stack_filter(stack: &str) -> Filter {
+    Filter::builder()
+        .name(format!("tag:{STACK_TAG}"))
+        .values(stack)
+        .build()
+}
+
+/// Counts of the stack's resources by tag, read through the raw EC2 API.
+#[derive(Debug, PartialEq, Eq)]
+struct Counts {
+    vpcs: usize,
+    subnets: usize,
+    igws: usize,
+    route_tables: usize,
+    eips: usize,
+    nats: usize,
+    groups: usize,
+}
+
+/// The stack's NAT gateways (moto ignores the tag filter: checked here as well).
+async fn stack_nats(ec2: &aws_sdk_ec2::Client, stack: &str) -> Vec<aws_sdk_ec2::types::NatGateway> {
+    let out = ec2
+        .describe_nat_gateways()
+        .filter(stack_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    out.nat_gateways()
+        .iter()
+        .filter(|n| {
+            n.tags()
+                .iter()
+                .any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(stack))
+        })
+        .cloned()
+        .collect()
+}
+
+async fn counts(ec2: &aws_sdk_ec2::Client, stack: &str) -> Counts {
+    let f = || stack_filter(stack);
+    let nats = stack_nats(ec2, stack).await;
+    Counts {
+        vpcs: ec2
+            .describe_vpcs()
+            .filters(f())
+            .send()
+            .await
+            .unwrap()
+            .vpcs()
+            .len(),
+        subnets: ec2
+            .describe_subnets()
+            .filters(f())
+            .send()
+            .await
+            .unwrap()
+            .subnets()
+            .len(),
+        igws: ec2
+            .describe_internet_gateways()
+            .filters(f())
+            .send()
+            .await
+            .unwrap()
+            .internet_gateways()
+            .len(),
+        route_tables: ec2
+            .describe_route_tables()
+            .filters(f())
+            .send()
+            .await
+            .unwrap()
+            .route_tables()
+            .len(),
+        eips: ec2
+            .describe_addresses()
+            .filters(f())
+            .send()
+            .await
+            .unwrap()
+            .addresses()
+            .len(),
+        nats: nats
+            .iter()
+            .filter(|n| n.state().map(|s| s.as_str()) != Some("deleted"))
+            .count(),
+        groups: ec2
+            .describe_security_groups()
+            .filters(f())
+            .send()
+            .await
+            .unwrap()
+            .security_groups()
+            .len(),
+    }
+}
+
+async fn full_plan(ctx: &Ctx, azs: &[String]) -> Vec<Change> {
+    let mut all = network::plan(ctx, &network::discover(ctx).await.unwrap(), azs);
+    all.extend(security::plan(ctx, &security::discover(ctx).await.unwrap()));
+    all
+}
+
+fn not_unchanged(plan: &[Change]) -> Vec<&Change> {
+    plan.iter()
+        .filter(|c| c.action != Action::Unchanged)
+        .collect()
+}
+
+/// Converges network and security groups the way `up` does.
+async fn up(ctx: &Ctx, azs: &[String]) -> (network::Network, security::SecurityGroups) {
+    let current = network::discover(ctx).await.unwrap();
+    let net = network::converge_core(ctx, &current, azs).await.unwrap();
+    let groups = security::converge(ctx, &security::discover(ctx).await.unwrap(), &net)
+        .await
+        .unwrap();
+    network::converge_nat(ctx, &current, &net).await.unwrap();
+    (net, groups)
+}
+
+async fn down(ctx: &Ctx) {
+    security::delete(ctx, &security::discover(ctx).await.unwrap())
+        .await
+        .unwrap();
+    network::delete(ctx, &network::discover(ctx).await.unwrap())
+        .await
+        .unwrap();
+}
+
+/// Ingress of a group as `tcp from-to cidr` strings, read through the raw API.
+async fn ingress(ec2: &aws_sdk_ec2::Client, group_id: &str) -> BTreeSet<String> {
+    let out = ec2
+        .describe_security_groups()
+        .group_ids(group_id)
+        .send()
+        .await
+        .unwrap();
+    let g = &out.security_groups()[0];
+    let mut rules = BTreeSet::new();
+    for p in g.ip_permissions() {
+        for r in p.ip_ranges() {
+            rules.insert(format!(
+                "{} {}-{} {}",
+                p.ip_protocol().unwrap(),
+                p.from_port().unwrap_or(-1),
+                p.to_port().unwrap_or(-1),
+                r.cidr_ip().unwrap()
+            ));
+        }
+        assert!(p.user_id_group_pairs().is_empty() && p.ipv6_ranges().is_empty());
+    }
+    rules
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs `scenario` on a fresh stack; on a panic, deletes what it left, then re-panics.
+async fn with_cleanup<F, Fut>(prefix: &str, config: StackConfig, scenario: F)
+where
+    F: FnOnce(String, StackConfig) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let stack = common::stack_name(prefix);
+    let result = tokio::spawn(scenario(stack.clone(), config.clone())).await;
+    if let Err(e) = result {
+        let ctx = common::ctx(&stack, REGION, config).await;
+        if let Ok(groups) = security::discover(&ctx).await {
+            let _ = security::delete(&ctx, &groups).await;
+        }
+        if let Ok(current) = network::discover(&ctx).await {
+            let _ = network::delete(&ctx, &current).await;
+        }
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn single_nat_network_converges_drifts_and_deletes() {
+    let config = StackConfig {
+        vpc_cidr: "10.61.0.0/16".into(),
+        az_count: 2,
+        nat: NatMode::Single,
+        allowed_cidrs: vec!["203.0.113.0/24".into()],
+        ..StackConfig::default()
+    };
+    with_cleanup("net", config, single_nat).await;
+}
+
+async fn single_nat(stack: String, config: StackConfig) {
+    let ctx = common::ctx(&stack, REGION, config).await;
+    let ec2 = aws_sdk_ec2::Client::new(&common::config(REGION).await);
+    let azs = network::availability_zones(&ctx).await.unwrap();
+    assert_eq!(azs.len(), 2);
+
+    let before = full_plan(&ctx, &azs).await;
+    assert!(
+        before.iter().all(|c| c.action == Action::Create),
+        "{before:#?}"
+    );
+    assert_eq!(before.len(), 1 + 4 + 1 + 1 + 2 + 2 + 3, "{before:#?}");
+
+    let (net, groups) = up(&ctx, &azs).await;
+
+    // The VPC: CIDR, DNS flags.
+    let vpc = ec2
+        .describe_vpcs()
+        .vpc_ids(&net.vpc_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(vpc.vpcs()[0].cidr_block(), Some("10.61.0.0/16"));
+    for attr in [
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport,
+        aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
+    ] {
+        let a = ec2
+            .describe_vpc_attribute()
+            .vpc_id(&net.vpc_id)
+            .attribute(attr.clone())
+            .send()
+            .await
+            .unwrap();
+        let on = a
+            .enable_dns_support()
+            .or(a.enable_dns_hostnames())
+            .and_then(|b| b.value());
+        assert_eq!(on, Some(true), "{attr:?}");
+    }
+
+    // Subnets: 2 public + 2 private in 2 distinct AZs with the spec's CIDRs.
+    let subnets = ec2
+        .describe_subnets()
+        .filters(stack_filter(&stack))
+        .send()
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String, String)> = subnets
+        .subnets()
+        .iter()
+        .map(|s| {
+            let name = provisioner::context::ec2_name(s.tags())
+                .unwrap()
+                .to_string();
+            (
+                name,
+                s.availability_zone().unwrap().into(),
+                s.cidr_block().unwrap().into(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut want = vec![
+        (
+            format!("{stack}-private-{}", azs[0]),
+            azs[0].clone(),
+            "10.61.128.0/20".into(),
+        ),
+        (
+            format!("{stack}-private-{}", azs[1]),
+            azs[1].clone(),
+            "10.61.144.0/20".into(),
+        ),
+        (
+            format!("{stack}-public-{}", azs[0]),
+            azs[0].clone(),
+            "10.61.0.0/20".into(),
+        ),
+        (
+            format!("{stack}-public-{}", azs[1]),
+            azs[1].clone(),
+            "10.61.16.0/20".into(),
+        ),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    assert_ne!(azs[0], azs[1]);
+    assert!(subnets
+        .subnets()
+        .iter()
+        .all(|s| s.vpc_id() == Some(net.vpc_id.as_str())));
+
+    // IGW attached; one EIP and one NAT in the first public subnet.
+    let igws = ec2
+        .describe_internet_gateways()
+        .filters(stack_filter(&stack))
+        .send()
+        .await
+        .unwrap();
+    let igw = &igws.internet_gateways()[0];
+    assert_eq!(igw.attachments()[0].vpc_id(), Some(net.vpc_id.as_str()));
+    let igw_id = igw.internet_gateway_id().unwrap();
+    let nats = stack_nats(&ec2, &stack).await;
+    assert_eq!(nats.len(), 1);
+    let nat = &nats[0];
+    assert_eq!(nat.state().map(|s| s.as_str()), Some("available"));
+    assert_eq!(nat.subnet_id(), Some(net.public[0].id.as_str()));
+    let nat_id = nat.nat_gateway_id().unwrap();
+    let eips = ec2
+        .describe_addresses()
+        .filters(stack_filter(&stack))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        nat.nat_gateway_addresses()[0].allocation_id(),
+        eips.addresses()[0].allocation_id()
+    );
+
+    // Routes: public -> IGW for both public subnets, each private -> the single NAT.
+    let tables = ec2
+        .describe_route_tables()
+        .filters(stack_filter(&stack))
+        .send()
+        .await
+        .unwrap();
+    let mut routes = BTreeSet::new();
+    for t in tables.route_tables() {
+        let default = t
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .unwrap();
+        let target = default.nat_gateway_id().or(default.gateway_id()).unwrap();
+        for a in t.associations() {
+            routes.insert((a.subnet_id().unwrap().to_string(), target.to_string()));
+        }
+    }
+    let want: BTreeSet<(String, String)> = [
+        (net.public[0].id.clone(), igw_id.to_string()),
+        (net.public[1].id.clone(), igw_id.to_string()),
+        (net.private[0].id.clone(), nat_id.to_string()),
+        (net.private[1].id.clone(), nat_id.to_string()),
+    ]
+    .into();
+    assert_eq!(routes, want);
+
+    // Security groups: exactly the rules.
+    assert_eq!(
+        ingress(&ec2, &groups.nodes).await,
+        set(&["tcp 8000-8003 10.61.0.0/16", "tcp 8443-8446 10.61.0.0/16"])
+    );
+    assert_eq!(
+        ingress(&ec2, &groups.db).await,
+        set(&["tcp 5432-5432 10.61.0.0/16"])
+    );
+    assert_eq!(
+        ingress(&ec2, &groups.elb).await,
+        set(&["tcp 80-80 203.0.113.0/24", "tcp 443-443 203.0.113.0/24"])
+    );
+
+    // Second round: all unchanged, nothing new.
+    let want_counts = Counts {
+        vpcs: 1,
+        subnets: 4,
+        igws: 1,
+        route_tables: 3,
+        eips: 1,
+        nats: 1,
+        groups: 3,
+    };
+    assert_eq!(counts(&ec2, &stack).await, want_counts);
+    let after = full_plan(&ctx, &azs).await;
+    assert!(not_unchanged(&after).is_empty(), "{after:#?}");
+    let (net2, groups2) = up(&ctx, &azs).await;
+    assert_eq!((&net2, &groups2), (&net, &groups));
+    assert_eq!(counts(&ec2, &stack).await, want_counts);
+    assert_eq!(
+        network::discover(&ctx).await.unwrap().network(),
+        Some(net.clone())
+    );
+
+    // Drift: one nodes rule revoked, SSH opened; the private default route deleted.
+    let tcp = |from: i32, to: i32, cidr: &str| {
+        IpPermission::builder()
+            .ip_protocol("tcp")
+            .from_port(from)
+            .to_port(to)
+            .ip_ranges(IpRange::builder().cidr_ip(cidr).build())
+            .build()
+    };
+    ec2.revoke_security_group_ingress()
+        .group_id(&groups.nodes)
+        .ip_permissions(tcp(8443, 8446, "10.61.0.0/16"))
+        .send()
+        .await
+        .unwrap();
+    ec2.authorize_security_group_ingress()
+        .group_id(&groups.nodes)
+        .ip_permissions(tcp(22, 22, "0.0.0.0/0"))
+        .send()
+        .await
+        .unwrap();
+    let private_table = tables
+        .route_tables()
+        .iter()
+        .find(|t| {
+            t.associations()
+                .iter()
+                .any(|a| a.subnet_id() == Some(net.private[1].id.as_str()))
+        })
+        .unwrap();
+    ec2.delete_route()
+        .route_table_id(private_table.route_table_id().unwrap())
+        .destination_cidr_block("0.0.0.0/0")
+        .send()
+        .await
+        .unwrap();
+
+    let drift = full_plan(&ctx, &azs).await;
+    let changed = not_unchanged(&drift);
+    assert_eq!(changed.len(), 2, "{drift:#?}");
+    let sg = changed
+        .iter()
+        .find(|c| c.resource == format!("security-group {stack}-nodes"))
+        .unwrap();
+    assert_eq!(sg.action, Action::Update);
+    assert_eq!(sg.fields[0].field, "ingress");
+    assert_eq!(sg.fields[0].current.as_deref(), Some("-tcp 22 0.0.0.0/0"));
+    assert_eq!(
+        sg.fields[0].desired.as_deref(),
+        Some("+tcp 8443-8446 10.61.0.0/16")
+    );
+    let rt = changed
+        .iter()
+        .find(|c| c.resource == format!("route-table {stack}-private-{}", azs[1]))
+        .unwrap();
+    assert_eq!(rt.action, Action::Update);
+    assert_eq!(rt.fields[0].field, "route 0.0.0.0/0");
+    assert_eq!(rt.fields[0].current, None);
+
+    up(&ctx, &azs).await;
+    assert_eq!(
+        ingress(&ec2, &groups.nodes).await,
+        set(&["tcp 8000-8003 10.61.0.0/16", "tcp 8443-8446 10.61.0.0/16"])
+    );
+    let repaired = full_plan(&ctx, &azs).await;
+    assert!(not_unchanged(&repaired).is_empty(), "{repaired:#?}");
+    assert_eq!(counts(&ec2, &stack).await, want_counts);
+
+    // A different VPC CIDR: plan names the field, converge refuses with what to do.
+    let other = StackConfig {
+        vpc_cidr: "10.62.0.0/16".into(),
+        ..ctx.spec.config.clone()
+    };
+    let ctx2 = common::ctx(&stack, REGION, other).await;
+    let current = network::discover(&ctx2).await.unwrap();
+    let vpc_change = &network::plan(&ctx2, &current, &azs)[0];
+    assert_eq!(vpc_change.action, Action::Update);
+    assert_eq!(vpc_change.fields[0].field, "cidr");
+    let err = network::converge_core(&ctx2, &current, &azs)
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("set vpc_cidr back"), "{err:#}");
+
+    // Delete removes everything; a second delete is a no-op.
+    down(&ctx).await;
+    let none = Counts {
+        vpcs: 0,
+        subnets: 0,
+        igws: 0,
+        route_tables: 0,
+        eips: 0,
+        nats: 0,
+        groups: 0,
+    };
+    assert_eq!(counts(&ec2, &stack).await, none);
+    let gone = ec2.describe_vpcs().vpc_ids(&net.vpc_id).send().await;
+    assert!(gone.map(|o| o.vpcs().is_empty()).unwrap_or(true));
+    down(&ctx).await;
+    assert_eq!(counts(&ec2, &stack).await, none);
+}
