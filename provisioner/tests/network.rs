@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
 use provisioner::context::Ctx;
@@ -167,6 +167,34 @@ async fn ingress(ec2: &aws_sdk_ec2::Client, group_id: &str) -> BTreeSet<String> 
     rules
 }
 
+/// Per associated subnet of the stack's tables: (default route target, table id).
+async fn route_map(ec2: &aws_sdk_ec2::Client, stack: &str) -> BTreeMap<String, (String, String)> {
+    let tables = ec2
+        .describe_route_tables()
+        .filters(stack_filter(stack))
+        .send()
+        .await
+        .unwrap();
+    let mut out = BTreeMap::new();
+    for t in tables.route_tables() {
+        let default = t
+            .routes()
+            .iter()
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"));
+        let target = default
+            .and_then(|r| r.nat_gateway_id().or(r.gateway_id()))
+            .unwrap_or("-");
+        for a in t.associations() {
+            let table = t.route_table_id().unwrap().to_string();
+            out.insert(
+                a.subnet_id().unwrap().to_string(),
+                (target.to_string(), table),
+            );
+        }
+    }
+    out
+}
+
 fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
@@ -324,24 +352,11 @@ async fn single_nat(stack: String, config: StackConfig) {
     );
 
     // Routes: public -> IGW for both public subnets, each private -> the single NAT.
-    let tables = ec2
-        .describe_route_tables()
-        .filters(stack_filter(&stack))
-        .send()
-        .await
-        .unwrap();
-    let mut routes = BTreeSet::new();
-    for t in tables.route_tables() {
-        let default = t
-            .routes()
-            .iter()
-            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
-            .unwrap();
-        let target = default.nat_gateway_id().or(default.gateway_id()).unwrap();
-        for a in t.associations() {
-            routes.insert((a.subnet_id().unwrap().to_string(), target.to_string()));
-        }
-    }
+    let routes = route_map(&ec2, &stack).await;
+    let targets: BTreeSet<(String, String)> = routes
+        .iter()
+        .map(|(s, (t, _))| (s.clone(), t.clone()))
+        .collect();
     let want: BTreeSet<(String, String)> = [
         (net.public[0].id.clone(), igw_id.to_string()),
         (net.public[1].id.clone(), igw_id.to_string()),
@@ -349,7 +364,7 @@ async fn single_nat(stack: String, config: StackConfig) {
         (net.private[1].id.clone(), nat_id.to_string()),
     ]
     .into();
-    assert_eq!(routes, want);
+    assert_eq!(targets, want);
 
     // Security groups: exactly the rules.
     assert_eq!(
@@ -407,17 +422,9 @@ async fn single_nat(stack: String, config: StackConfig) {
         .send()
         .await
         .unwrap();
-    let private_table = tables
-        .route_tables()
-        .iter()
-        .find(|t| {
-            t.associations()
-                .iter()
-                .any(|a| a.subnet_id() == Some(net.private[1].id.as_str()))
-        })
-        .unwrap();
+    let private_table = &routes[&net.private[1].id].1;
     ec2.delete_route()
-        .route_table_id(private_table.route_table_id().unwrap())
+        .route_table_id(private_table)
         .destination_cidr_block("0.0.0.0/0")
         .send()
         .await
@@ -484,5 +491,100 @@ async fn single_nat(stack: String, config: StackConfig) {
     let gone = ec2.describe_vpcs().vpc_ids(&net.vpc_id).send().await;
     assert!(gone.map(|o| o.vpcs().is_empty()).unwrap_or(true));
     down(&ctx).await;
+    assert_eq!(counts(&ec2, &stack).await, none);
+}
+
+#[tokio::test]
+async fn per_az_nats_then_single() {
+    let config = StackConfig {
+        vpc_cidr: "10.63.0.0/16".into(),
+        az_count: 3,
+        nat: NatMode::PerAz,
+        ..StackConfig::default()
+    };
+    with_cleanup("netaz", config, per_az_then_single).await;
+}
+
+async fn per_az_then_single(stack: String, config: StackConfig) {
+    let ctx = common::ctx(&stack, REGION, config.clone()).await;
+    let ec2 = aws_sdk_ec2::Client::new(&common::config(REGION).await);
+    let azs = network::availability_zones(&ctx).await.unwrap();
+    assert_eq!(azs.len(), 3);
+    let (net, _) = up(&ctx, &azs).await;
+
+    // One NAT per AZ, in that AZ's public subnet; each private subnet routes to it.
+    let nats = stack_nats(&ec2, &stack).await;
+    let nat_in = |subnet: &str| {
+        let n = nats.iter().find(|n| n.subnet_id() == Some(subnet)).unwrap();
+        assert_eq!(n.state().map(|s| s.as_str()), Some("available"));
+        n.nat_gateway_id().unwrap().to_string()
+    };
+    let routes = route_map(&ec2, &stack).await;
+    for i in 0..3 {
+        assert_eq!(routes[&net.private[i].id].0, nat_in(&net.public[i].id));
+    }
+    let mut want = Counts {
+        vpcs: 1,
+        subnets: 6,
+        igws: 1,
+        route_tables: 4,
+        eips: 3,
+        nats: 3,
+        groups: 3,
+    };
+    assert_eq!(counts(&ec2, &stack).await, want);
+    assert!(not_unchanged(&full_plan(&ctx, &azs).await).is_empty());
+
+    // Switch to a single NAT: two routes re-pointed, two NATs and EIPs deleted.
+    let single = StackConfig {
+        nat: NatMode::Single,
+        ..config
+    };
+    let ctx = common::ctx(&stack, REGION, single).await;
+    let plan = full_plan(&ctx, &azs).await;
+    let mut got: Vec<(Action, String)> = not_unchanged(&plan)
+        .iter()
+        .map(|c| (c.action, c.resource.split(" (").next().unwrap().to_string()))
+        .collect();
+    got.sort_by(|a, b| a.1.cmp(&b.1));
+    let want_plan: Vec<(Action, String)> = vec![
+        (Action::Delete, format!("elastic-ip {stack}-nat-{}", azs[1])),
+        (Action::Delete, format!("elastic-ip {stack}-nat-{}", azs[2])),
+        (
+            Action::Delete,
+            format!("nat-gateway {stack}-nat-{}", azs[1]),
+        ),
+        (
+            Action::Delete,
+            format!("nat-gateway {stack}-nat-{}", azs[2]),
+        ),
+        (
+            Action::Update,
+            format!("route-table {stack}-private-{}", azs[1]),
+        ),
+        (
+            Action::Update,
+            format!("route-table {stack}-private-{}", azs[2]),
+        ),
+    ];
+    assert_eq!(got, want_plan);
+    up(&ctx, &azs).await;
+    let first = nat_in(&net.public[0].id);
+    let routes = route_map(&ec2, &stack).await;
+    assert!(net.private.iter().all(|s| routes[&s.id].0 == first));
+    (want.eips, want.nats) = (1, 1);
+    assert_eq!(counts(&ec2, &stack).await, want);
+    assert!(not_unchanged(&full_plan(&ctx, &azs).await).is_empty());
+
+    down(&ctx).await;
+    let none = Counts {
+        vpcs: 0,
+        subnets: 0,
+        igws: 0,
+        route_tables: 0,
+        eips: 0,
+        nats: 0,
+        groups: 0,
+    };
     assert_eq!(counts(&ec2, &stack).await, none);
 }
