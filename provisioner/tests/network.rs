@@ -5,13 +5,20 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_ec2::types::{Filter, IpPermission, IpRange};
+use aws_sdk_ec2::types::{Filter, IpPermission, IpRange, NatGateway, Tag};
 use provisioner::context::Ctx;
 use provisioner::plan::{Action, Change};
 use provisioner::spec::{NatMode, StackConfig, STACK_TAG};
 use provisioner::{network, security};
 
 const REGION: &str = "us-east-1";
+
+/// `send!(call)`: sends a raw SDK call and unwraps it.
+macro_rules! send {
+    ($call:expr) => {
+        $call.send().await.unwrap()
+    };
+}
 
 fn stack_filter(stack: &str) -> Filter {
     Filter::builder()
@@ -20,94 +27,39 @@ fn stack_filter(stack: &str) -> Filter {
         .build()
 }
 
-/// Counts of the stack's resources by tag, read through the raw EC2 API.
-#[derive(Debug, PartialEq, Eq)]
-struct Counts {
-    vpcs: usize,
-    subnets: usize,
-    igws: usize,
-    route_tables: usize,
-    eips: usize,
-    nats: usize,
-    groups: usize,
-}
-
 /// The stack's NAT gateways (moto ignores the tag filter: checked here as well).
-async fn stack_nats(ec2: &aws_sdk_ec2::Client, stack: &str) -> Vec<aws_sdk_ec2::types::NatGateway> {
-    let out = ec2
-        .describe_nat_gateways()
-        .filter(stack_filter(stack))
-        .send()
-        .await
-        .unwrap();
-    out.nat_gateways()
-        .iter()
-        .filter(|n| {
-            n.tags()
-                .iter()
-                .any(|t| t.key() == Some(STACK_TAG) && t.value() == Some(stack))
-        })
-        .cloned()
-        .collect()
+async fn stack_nats(ec2: &aws_sdk_ec2::Client, stack: &str) -> Vec<NatGateway> {
+    let out = send!(ec2.describe_nat_gateways().filter(stack_filter(stack)));
+    let ours = |n: &&NatGateway| {
+        let tag = |t: &Tag| t.key() == Some(STACK_TAG) && t.value() == Some(stack);
+        n.tags().iter().any(tag)
+    };
+    out.nat_gateways().iter().filter(ours).cloned().collect()
 }
 
-async fn counts(ec2: &aws_sdk_ec2::Client, stack: &str) -> Counts {
+/// The stack's resources by tag, through the raw EC2 API:
+/// [vpcs, subnets, igws, route tables, eips, live nats, security groups].
+async fn counts(ec2: &aws_sdk_ec2::Client, stack: &str) -> [usize; 7] {
     let f = || stack_filter(stack);
     let nats = stack_nats(ec2, stack).await;
-    Counts {
-        vpcs: ec2
-            .describe_vpcs()
-            .filters(f())
-            .send()
-            .await
-            .unwrap()
-            .vpcs()
-            .len(),
-        subnets: ec2
-            .describe_subnets()
-            .filters(f())
-            .send()
-            .await
-            .unwrap()
-            .subnets()
-            .len(),
-        igws: ec2
-            .describe_internet_gateways()
-            .filters(f())
-            .send()
-            .await
-            .unwrap()
+    let deleted = |n: &&NatGateway| n.state().map(|s| s.as_str()) == Some("deleted");
+    [
+        send!(ec2.describe_vpcs().filters(f())).vpcs().len(),
+        send!(ec2.describe_subnets().filters(f())).subnets().len(),
+        send!(ec2.describe_internet_gateways().filters(f()))
             .internet_gateways()
             .len(),
-        route_tables: ec2
-            .describe_route_tables()
-            .filters(f())
-            .send()
-            .await
-            .unwrap()
+        send!(ec2.describe_route_tables().filters(f()))
             .route_tables()
             .len(),
-        eips: ec2
-            .describe_addresses()
-            .filters(f())
-            .send()
-            .await
-            .unwrap()
+        send!(ec2.describe_addresses().filters(f()))
             .addresses()
             .len(),
-        nats: nats
-            .iter()
-            .filter(|n| n.state().map(|s| s.as_str()) != Some("deleted"))
-            .count(),
-        groups: ec2
-            .describe_security_groups()
-            .filters(f())
-            .send()
-            .await
-            .unwrap()
+        nats.iter().filter(|n| !deleted(n)).count(),
+        send!(ec2.describe_security_groups().filters(f()))
             .security_groups()
             .len(),
-    }
+    ]
 }
 
 async fn full_plan(ctx: &Ctx, azs: &[String]) -> Vec<Change> {
@@ -144,12 +96,7 @@ async fn down(ctx: &Ctx) {
 
 /// Ingress of a group as `tcp from-to cidr` strings, read through the raw API.
 async fn ingress(ec2: &aws_sdk_ec2::Client, group_id: &str) -> BTreeSet<String> {
-    let out = ec2
-        .describe_security_groups()
-        .group_ids(group_id)
-        .send()
-        .await
-        .unwrap();
+    let out = send!(ec2.describe_security_groups().group_ids(group_id));
     let g = &out.security_groups()[0];
     let mut rules = BTreeSet::new();
     for p in g.ip_permissions() {
@@ -169,12 +116,7 @@ async fn ingress(ec2: &aws_sdk_ec2::Client, group_id: &str) -> BTreeSet<String> 
 
 /// Per associated subnet of the stack's tables: (default route target, table id).
 async fn route_map(ec2: &aws_sdk_ec2::Client, stack: &str) -> BTreeMap<String, (String, String)> {
-    let tables = ec2
-        .describe_route_tables()
-        .filters(stack_filter(stack))
-        .send()
-        .await
-        .unwrap();
+    let tables = send!(ec2.describe_route_tables().filters(stack_filter(stack)));
     let mut out = BTreeMap::new();
     for t in tables.route_tables() {
         let default = t
@@ -247,24 +189,16 @@ async fn single_nat(stack: String, config: StackConfig) {
     let (net, groups) = up(&ctx, &azs).await;
 
     // The VPC: CIDR, DNS flags.
-    let vpc = ec2
-        .describe_vpcs()
-        .vpc_ids(&net.vpc_id)
-        .send()
-        .await
-        .unwrap();
+    let vpc = send!(ec2.describe_vpcs().vpc_ids(&net.vpc_id));
     assert_eq!(vpc.vpcs()[0].cidr_block(), Some("10.61.0.0/16"));
     for attr in [
         aws_sdk_ec2::types::VpcAttributeName::EnableDnsSupport,
         aws_sdk_ec2::types::VpcAttributeName::EnableDnsHostnames,
     ] {
-        let a = ec2
+        let a = send!(ec2
             .describe_vpc_attribute()
             .vpc_id(&net.vpc_id)
-            .attribute(attr.clone())
-            .send()
-            .await
-            .unwrap();
+            .attribute(attr.clone()));
         let on = a
             .enable_dns_support()
             .or(a.enable_dns_hostnames())
@@ -273,12 +207,7 @@ async fn single_nat(stack: String, config: StackConfig) {
     }
 
     // Subnets: 2 public + 2 private in 2 distinct AZs with the spec's CIDRs.
-    let subnets = ec2
-        .describe_subnets()
-        .filters(stack_filter(&stack))
-        .send()
-        .await
-        .unwrap();
+    let subnets = send!(ec2.describe_subnets().filters(stack_filter(&stack)));
     let mut got: Vec<(String, String, String)> = subnets
         .subnets()
         .iter()
@@ -294,28 +223,22 @@ async fn single_nat(stack: String, config: StackConfig) {
         })
         .collect();
     got.sort();
-    let mut want = vec![
-        (
-            format!("{stack}-private-{}", azs[0]),
-            azs[0].clone(),
-            "10.61.128.0/20".into(),
-        ),
-        (
-            format!("{stack}-private-{}", azs[1]),
-            azs[1].clone(),
-            "10.61.144.0/20".into(),
-        ),
-        (
-            format!("{stack}-public-{}", azs[0]),
-            azs[0].clone(),
-            "10.61.0.0/20".into(),
-        ),
-        (
-            format!("{stack}-public-{}", azs[1]),
-            azs[1].clone(),
-            "10.61.16.0/20".into(),
-        ),
-    ];
+    let mut want = Vec::new();
+    for (i, cidrs) in [
+        ("10.61.0.0/20", "10.61.128.0/20"),
+        ("10.61.16.0/20", "10.61.144.0/20"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let az = azs[i].clone();
+        want.push((
+            format!("{stack}-public-{az}"),
+            az.clone(),
+            cidrs.0.to_string(),
+        ));
+        want.push((format!("{stack}-private-{az}"), az, cidrs.1.to_string()));
+    }
     want.sort();
     assert_eq!(got, want);
     assert_ne!(azs[0], azs[1]);
@@ -325,12 +248,9 @@ async fn single_nat(stack: String, config: StackConfig) {
         .all(|s| s.vpc_id() == Some(net.vpc_id.as_str())));
 
     // IGW attached; one EIP and one NAT in the first public subnet.
-    let igws = ec2
+    let igws = send!(ec2
         .describe_internet_gateways()
-        .filters(stack_filter(&stack))
-        .send()
-        .await
-        .unwrap();
+        .filters(stack_filter(&stack)));
     let igw = &igws.internet_gateways()[0];
     assert_eq!(igw.attachments()[0].vpc_id(), Some(net.vpc_id.as_str()));
     let igw_id = igw.internet_gateway_id().unwrap();
@@ -340,12 +260,7 @@ async fn single_nat(stack: String, config: StackConfig) {
     assert_eq!(nat.state().map(|s| s.as_str()), Some("available"));
     assert_eq!(nat.subnet_id(), Some(net.public[0].id.as_str()));
     let nat_id = nat.nat_gateway_id().unwrap();
-    let eips = ec2
-        .describe_addresses()
-        .filters(stack_filter(&stack))
-        .send()
-        .await
-        .unwrap();
+    let eips = send!(ec2.describe_addresses().filters(stack_filter(&stack)));
     assert_eq!(
         nat.nat_gateway_addresses()[0].allocation_id(),
         eips.addresses()[0].allocation_id()
@@ -381,15 +296,7 @@ async fn single_nat(stack: String, config: StackConfig) {
     );
 
     // Second round: all unchanged, nothing new.
-    let want_counts = Counts {
-        vpcs: 1,
-        subnets: 4,
-        igws: 1,
-        route_tables: 3,
-        eips: 1,
-        nats: 1,
-        groups: 3,
-    };
+    let want_counts = [1, 4, 1, 3, 1, 1, 3];
     assert_eq!(counts(&ec2, &stack).await, want_counts);
     let after = full_plan(&ctx, &azs).await;
     assert!(not_unchanged(&after).is_empty(), "{after:#?}");
@@ -478,15 +385,7 @@ async fn single_nat(stack: String, config: StackConfig) {
 
     // Delete removes everything; a second delete is a no-op.
     down(&ctx).await;
-    let none = Counts {
-        vpcs: 0,
-        subnets: 0,
-        igws: 0,
-        route_tables: 0,
-        eips: 0,
-        nats: 0,
-        groups: 0,
-    };
+    let none = [0, 0, 0, 0, 0, 0, 0];
     assert_eq!(counts(&ec2, &stack).await, none);
     let gone = ec2.describe_vpcs().vpc_ids(&net.vpc_id).send().await;
     assert!(gone.map(|o| o.vpcs().is_empty()).unwrap_or(true));
@@ -523,15 +422,7 @@ async fn per_az_then_single(stack: String, config: StackConfig) {
     for i in 0..3 {
         assert_eq!(routes[&net.private[i].id].0, nat_in(&net.public[i].id));
     }
-    let mut want = Counts {
-        vpcs: 1,
-        subnets: 6,
-        igws: 1,
-        route_tables: 4,
-        eips: 3,
-        nats: 3,
-        groups: 3,
-    };
+    let mut want = [1, 6, 1, 4, 3, 3, 3];
     assert_eq!(counts(&ec2, &stack).await, want);
     assert!(not_unchanged(&full_plan(&ctx, &azs).await).is_empty());
 
@@ -572,19 +463,11 @@ async fn per_az_then_single(stack: String, config: StackConfig) {
     let first = nat_in(&net.public[0].id);
     let routes = route_map(&ec2, &stack).await;
     assert!(net.private.iter().all(|s| routes[&s.id].0 == first));
-    (want.eips, want.nats) = (1, 1);
+    (want[4], want[5]) = (1, 1);
     assert_eq!(counts(&ec2, &stack).await, want);
     assert!(not_unchanged(&full_plan(&ctx, &azs).await).is_empty());
 
     down(&ctx).await;
-    let none = Counts {
-        vpcs: 0,
-        subnets: 0,
-        igws: 0,
-        route_tables: 0,
-        eips: 0,
-        nats: 0,
-        groups: 0,
-    };
+    let none = [0, 0, 0, 0, 0, 0, 0];
     assert_eq!(counts(&ec2, &stack).await, none);
 }

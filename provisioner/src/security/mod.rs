@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{bail, Context as _, Result};
 use aws_sdk_ec2::types::{Filter, IpPermission, ResourceType};
 
 use crate::aws::{AwsError, AwsResultExt};
@@ -220,13 +220,21 @@ pub async fn converge(ctx: &Ctx, current: &Current, net: &Network) -> Result<Sec
             })
             .unwrap_or_default();
         if !extra.is_empty() {
-            ctx.ec2
+            let out = ctx
+                .ec2
                 .revoke_security_group_ingress()
                 .group_id(&id)
                 .set_ip_permissions(Some(extra.iter().map(|(_, p)| p.clone()).collect()))
                 .send()
                 .await
                 .aws(format!("revoke ingress on security-group {name}"))?;
+            if !out.unknown_ip_permissions().is_empty() {
+                bail!(
+                    "revoke ingress on security-group {name} ({id}): AWS did not match {:?}; \
+                     remove those rules in the console and run again",
+                    out.unknown_ip_permissions()
+                );
+            }
             let texts: Vec<String> = extra.iter().map(|(t, _)| format!("-{t}")).collect();
             ctx.progress.line(format!(
                 "updated security-group {name}: ingress {}",
@@ -290,7 +298,9 @@ pub async fn delete(ctx: &Ctx, current: &Current) -> Result<()> {
                         Ok(Poll::Ready(false))
                     }
                     Err(e) if AwsError::code_of(&e) == Some("DependencyViolation") => {
-                        Ok(Poll::Pending("still in use by network interfaces".into()))
+                        Ok(Poll::Pending(
+                            "in use (network interfaces, or rules of other groups)".into(),
+                        ))
                     }
                     Err(e) => Err(e),
                 }

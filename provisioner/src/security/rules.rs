@@ -1,6 +1,6 @@
 //! The rules the spec wants, and ingress permissions as comparable strings.
 
-use aws_sdk_ec2::types::{IpPermission, IpRange};
+use aws_sdk_ec2::types::{IpPermission, IpRange, Ipv6Range, PrefixListId, UserIdGroupPair};
 
 use crate::spec::{Spec, DB_PORT, ELB_LISTENERS, NODE_PORT_RANGES};
 
@@ -122,21 +122,35 @@ pub(crate) fn split_permission(p: &IpPermission) -> Vec<(String, IpPermission)> 
     };
     let text = |source: &str| rule_text(protocol, p.from_port(), p.to_port(), source);
     let mut out = Vec::new();
+    // Sources without their descriptions: a revoke matches on the rest.
     for r in p.ip_ranges() {
         let cidr = r.cidr_ip().unwrap_or("?");
-        out.push((text(cidr), base().ip_ranges(r.clone()).build()));
+        let range = IpRange::builder()
+            .set_cidr_ip(r.cidr_ip().map(Into::into))
+            .build();
+        out.push((text(cidr), base().ip_ranges(range).build()));
     }
     for r in p.ipv6_ranges() {
         let cidr = r.cidr_ipv6().unwrap_or("?");
-        out.push((text(cidr), base().ipv6_ranges(r.clone()).build()));
+        let range = Ipv6Range::builder()
+            .set_cidr_ipv6(r.cidr_ipv6().map(Into::into))
+            .build();
+        out.push((text(cidr), base().ipv6_ranges(range).build()));
     }
     for r in p.prefix_list_ids() {
         let id = r.prefix_list_id().unwrap_or("?");
-        out.push((text(id), base().prefix_list_ids(r.clone()).build()));
+        let list = PrefixListId::builder()
+            .set_prefix_list_id(r.prefix_list_id().map(Into::into))
+            .build();
+        out.push((text(id), base().prefix_list_ids(list).build()));
     }
     for r in p.user_id_group_pairs() {
         let id = r.group_id().or(r.group_name()).unwrap_or("?");
-        out.push((text(id), base().user_id_group_pairs(r.clone()).build()));
+        let pair = UserIdGroupPair::builder()
+            .set_group_id(r.group_id().map(Into::into))
+            .set_user_id(r.user_id().map(Into::into))
+            .build();
+        out.push((text(id), base().user_id_group_pairs(pair).build()));
     }
     out
 }
