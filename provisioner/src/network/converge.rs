@@ -80,7 +80,10 @@ pub async fn converge_core(ctx: &Ctx, current: &Current, azs: &[String]) -> Resu
     }
 
     let igw_id = converge_igw(ctx, current, &vpc_id).await?;
-    let public_ids: Vec<&str> = public.iter().map(|s| s.id.as_str()).collect();
+    let public_ids: Vec<(&str, String)> = public
+        .iter()
+        .map(|s| (s.id.as_str(), public_subnet_name(spec, &s.az)))
+        .collect();
     let target = Target::Gateway(&igw_id, igw_name(spec));
     converge_route_table(
         ctx,
@@ -102,7 +105,7 @@ pub async fn converge_core(ctx: &Ctx, current: &Current, azs: &[String]) -> Resu
 async fn converge_vpc(ctx: &Ctx, current: &Current) -> Result<(String, String)> {
     let spec = &ctx.spec;
     let name = vpc_name(spec);
-    let (id, cidr, diff) = match current.vpc() {
+    let (id, cidr, diff, created) = match current.vpc() {
         Some(v) => {
             let diff = vpc_diff(spec, v);
             if let Some(f) = diff.0.iter().find(|f| f.field == "cidr") {
@@ -117,7 +120,7 @@ async fn converge_vpc(ctx: &Ctx, current: &Current) -> Result<(String, String)> 
                     v.cidr
                 );
             }
-            (v.id.clone(), v.cidr.clone(), diff)
+            (v.id.clone(), v.cidr.clone(), diff, false)
         }
         None => {
             let out = ctx
@@ -133,16 +136,12 @@ async fn converge_vpc(ctx: &Ctx, current: &Current) -> Result<(String, String)> 
                 .and_then(|v| v.vpc_id())
                 .with_context(|| format!("create vpc {name}: no VPC id returned"))?
                 .to_string();
-            ctx.progress.line(format!(
-                "created vpc {name} ({id}, {})",
-                spec.config.vpc_cidr
-            ));
             wait_vpc_available(ctx, &name, &id).await?;
             // A new VPC has DNS support on and DNS hostnames off: set both to be sure.
             let mut diff = crate::plan::Diff::default();
             diff.field("enable_dns_support", Some(false), Some(true))
                 .field("enable_dns_hostnames", Some(false), Some(true));
-            (id, spec.config.vpc_cidr.clone(), diff)
+            (id, spec.config.vpc_cidr.clone(), diff, true)
         }
     };
     for f in &diff.0 {
@@ -156,8 +155,15 @@ async fn converge_vpc(ctx: &Ctx, current: &Current) -> Result<(String, String)> 
         call.send()
             .await
             .aws(format!("set {} on vpc {name}", f.field))?;
-        ctx.progress
-            .line(format!("updated vpc {name}: {} = true", f.field));
+        if !created {
+            ctx.progress
+                .line(format!("updated vpc {name}: {} = true", f.field));
+        }
+    }
+    if created {
+        ctx.progress.line(format!(
+            "created vpc {name} ({id}, {cidr}, DNS support and hostnames on)"
+        ));
     }
     Ok((id, cidr))
 }

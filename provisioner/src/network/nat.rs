@@ -89,7 +89,8 @@ pub async fn converge_nat(ctx: &Ctx, current: &Current, net: &Network) -> Result
             .with_context(|| format!("no nat-gateway for {nat_az}"))?;
         let target = Target::Nat(nat, nat_name(spec, nat_az));
         let name = private_table_name(spec, az);
-        converge_route_table(ctx, current, vpc_id, &name, target, &[subnet.id.as_str()]).await?;
+        let subnets = [(subnet.id.as_str(), private_subnet_name(spec, az))];
+        converge_route_table(ctx, current, vpc_id, &name, target, &subnets).await?;
     }
 
     // Routes point at the wanted NATs now: remove the ones no longer wanted.

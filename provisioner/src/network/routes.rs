@@ -27,14 +27,15 @@ impl Target<'_> {
     }
 }
 
-/// The table `name` with 0.0.0.0/0 -> `target`, associated with exactly `subnets`.
+/// The table `name` with 0.0.0.0/0 -> `target`, associated with exactly `subnets`
+/// (id, name).
 pub(super) async fn converge_route_table(
     ctx: &Ctx,
     current: &Current,
     vpc_id: &str,
     name: &str,
     target: Target<'_>,
-    subnets: &[&str],
+    subnets: &[(&str, String)],
 ) -> Result<()> {
     let existing = current.route_table(name, vpc_id);
     let id = match existing {
@@ -105,7 +106,7 @@ pub(super) async fn converge_route_table(
 
     let associated: Vec<(String, String)> =
         existing.map(|t| t.associations.clone()).unwrap_or_default();
-    for subnet in subnets {
+    for (subnet, subnet_name) in subnets {
         if associated.iter().any(|(_, s)| s == subnet) {
             continue;
         }
@@ -115,6 +116,7 @@ pub(super) async fn converge_route_table(
             .iter()
             .filter(|t| t.vpc_id == vpc_id && t.id != id)
             .find_map(|t| t.associations.iter().find(|(_, s)| s == subnet));
+        let label = format!("{subnet_name} ({subnet})");
         match elsewhere {
             Some((association, _)) => {
                 ctx.ec2
@@ -123,7 +125,7 @@ pub(super) async fn converge_route_table(
                     .route_table_id(&id)
                     .send()
                     .await
-                    .aws(format!("move subnet {subnet} to route-table {name}"))?;
+                    .aws(format!("move subnet {label} to route-table {name}"))?;
             }
             None => {
                 ctx.ec2
@@ -132,16 +134,14 @@ pub(super) async fn converge_route_table(
                     .subnet_id(*subnet)
                     .send()
                     .await
-                    .aws(format!("associate subnet {subnet} with route-table {name}"))?;
+                    .aws(format!("associate subnet {label} with route-table {name}"))?;
             }
         }
-        ctx.progress.line(format!(
-            "updated route-table {name}: associated {}",
-            current.label(subnet)
-        ));
+        ctx.progress
+            .line(format!("updated route-table {name}: associated {label}"));
     }
     for (association, subnet) in &associated {
-        if subnets.contains(&subnet.as_str()) {
+        if subnets.iter().any(|(s, _)| s == subnet) {
             continue;
         }
         ctx.ec2
