@@ -12,7 +12,7 @@ use crate::progress::Poll;
 
 use super::desired::*;
 use super::routes::{converge_route_table, Target};
-use super::{Current, Network, Subnet};
+use super::{retry_on, Current, Network, Subnet};
 
 /// VPC, subnets, internet gateway and the public route table: what RDS and the ELB
 /// need. Creates what is missing, repairs drift.
@@ -226,13 +226,17 @@ async fn converge_igw(ctx: &Ctx, current: &Current, vpc_id: &str) -> Result<Stri
             "updated internet-gateway {name}: detached from {other}"
         ));
     }
-    ctx.ec2
-        .attach_internet_gateway()
-        .internet_gateway_id(&id)
-        .vpc_id(vpc_id)
-        .send()
-        .await
-        .aws(format!("attach internet-gateway {name} to {vpc_id}"))?;
+    let codes = ["InvalidInternetGatewayID.NotFound", "InvalidVpcID.NotFound"];
+    retry_on(ctx, &format!("internet-gateway {name}"), &codes, || async {
+        ctx.ec2
+            .attach_internet_gateway()
+            .internet_gateway_id(&id)
+            .vpc_id(vpc_id)
+            .send()
+            .await
+            .aws(format!("attach internet-gateway {name} to {vpc_id}"))
+    })
+    .await?;
     ctx.progress.line(format!(
         "updated internet-gateway {name}: attached to {vpc_id}"
     ));

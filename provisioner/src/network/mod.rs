@@ -262,6 +262,31 @@ pub(crate) fn filter(name: &str, value: &str) -> Filter {
     Filter::builder().name(name).values(value).build()
 }
 
+/// Runs `op` again while it fails with one of `codes`: right after a create, AWS may
+/// not know the new id yet (eventual consistency). Gives up after a minute.
+pub(crate) async fn retry_on<T, F, Fut>(
+    ctx: &Ctx,
+    label: &str,
+    codes: &[&str],
+    mut op: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    ctx.progress
+        .wait(label, std::time::Duration::from_secs(60), || {
+            let attempt = op();
+            async move {
+                match absent_on(attempt.await, codes)? {
+                    Some(v) => Ok(crate::progress::Poll::Ready(v)),
+                    None => Ok(crate::progress::Poll::Pending("not visible yet".into())),
+                }
+            }
+        })
+        .await
+}
+
 /// Ok(None) when the call failed with one of `codes` (e.g. a NotFound).
 pub(crate) fn absent_on<T>(result: Result<T>, codes: &[&str]) -> Result<Option<T>> {
     match result {

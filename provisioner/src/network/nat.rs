@@ -13,7 +13,7 @@ use crate::progress::Poll;
 use super::delete::{delete_nats, release_eips};
 use super::desired::*;
 use super::routes::{converge_route_table, Target};
-use super::{describe_nats, Current, Network};
+use super::{describe_nats, retry_on, Current, Network};
 
 /// Elastic IPs, NAT gateways (waits until available) and private route tables.
 pub async fn converge_nat(ctx: &Ctx, current: &Current, net: &Network) -> Result<()> {
@@ -58,15 +58,18 @@ pub async fn converge_nat(ctx: &Ctx, current: &Current, net: &Network) -> Result
             .iter()
             .find(|s| &s.az == az)
             .with_context(|| format!("no public subnet in {az} for nat-gateway {name}"))?;
-        let out = ctx
-            .ec2
-            .create_nat_gateway()
-            .subnet_id(&subnet.id)
-            .allocation_id(&allocation)
-            .tag_specifications(ctx.ec2_tags(ResourceType::Natgateway, &name))
-            .send()
-            .await
-            .aws(format!("create nat-gateway {name}"))?;
+        let codes = ["InvalidSubnetID.NotFound", "InvalidAllocationID.NotFound"];
+        let out = retry_on(ctx, &format!("nat-gateway {name}"), &codes, || async {
+            ctx.ec2
+                .create_nat_gateway()
+                .subnet_id(&subnet.id)
+                .allocation_id(&allocation)
+                .tag_specifications(ctx.ec2_tags(ResourceType::Natgateway, &name))
+                .send()
+                .await
+                .aws(format!("create nat-gateway {name}"))
+        })
+        .await?;
         let id = out
             .nat_gateway()
             .and_then(|n| n.nat_gateway_id())

@@ -6,7 +6,7 @@ use aws_sdk_ec2::types::ResourceType;
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
 
-use super::Current;
+use super::{retry_on, Current};
 
 /// A default route's target: id and name.
 pub(super) enum Target<'a> {
@@ -85,18 +85,26 @@ pub(super) async fn converge_route_table(
             .await
             .aws(format!("replace {op}"))?;
         } else {
-            let call = ctx
-                .ec2
-                .create_route()
-                .route_table_id(&id)
-                .destination_cidr_block("0.0.0.0/0");
-            match &target {
-                Target::Gateway(g, _) => call.gateway_id(*g),
-                Target::Nat(n, _) => call.nat_gateway_id(*n),
-            }
-            .send()
-            .await
-            .aws(format!("create {op}"))?;
+            let codes = [
+                "InvalidRouteTableID.NotFound",
+                "InvalidGatewayID.NotFound",
+                "InvalidNatGatewayID.NotFound",
+            ];
+            retry_on(ctx, &format!("route-table {name}"), &codes, || async {
+                let call = ctx
+                    .ec2
+                    .create_route()
+                    .route_table_id(&id)
+                    .destination_cidr_block("0.0.0.0/0");
+                match &target {
+                    Target::Gateway(g, _) => call.gateway_id(*g),
+                    Target::Nat(n, _) => call.nat_gateway_id(*n),
+                }
+                .send()
+                .await
+                .aws(format!("create {op}"))
+            })
+            .await?;
         }
         ctx.progress.line(format!(
             "updated route-table {name}: 0.0.0.0/0 -> {}",
@@ -128,13 +136,17 @@ pub(super) async fn converge_route_table(
                     .aws(format!("move subnet {label} to route-table {name}"))?;
             }
             None => {
-                ctx.ec2
-                    .associate_route_table()
-                    .route_table_id(&id)
-                    .subnet_id(*subnet)
-                    .send()
-                    .await
-                    .aws(format!("associate subnet {label} with route-table {name}"))?;
+                let codes = ["InvalidRouteTableID.NotFound", "InvalidSubnetID.NotFound"];
+                retry_on(ctx, &format!("route-table {name}"), &codes, || async {
+                    ctx.ec2
+                        .associate_route_table()
+                        .route_table_id(&id)
+                        .subnet_id(*subnet)
+                        .send()
+                        .await
+                        .aws(format!("associate subnet {label} with route-table {name}"))
+                })
+                .await?;
             }
         }
         ctx.progress

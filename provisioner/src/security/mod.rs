@@ -9,7 +9,7 @@ use aws_sdk_ec2::types::{Filter, IpPermission, ResourceType};
 
 use crate::aws::{AwsError, AwsResultExt};
 use crate::context::{ec2_name, Ctx};
-use crate::network::Network;
+use crate::network::{retry_on, Network};
 use crate::plan::{Change, Diff, Status};
 use crate::progress::Poll;
 use crate::spec::Spec;
@@ -192,13 +192,18 @@ pub async fn converge(ctx: &Ctx, current: &Current, net: &Network) -> Result<Sec
             .filter(|r| !have.contains(&r.text()))
             .collect();
         if !missing.is_empty() {
-            ctx.ec2
-                .authorize_security_group_ingress()
-                .group_id(&id)
-                .set_ip_permissions(Some(missing.iter().map(|r| r.permission()).collect()))
-                .send()
-                .await
-                .aws(format!("authorize ingress on security-group {name}"))?;
+            let perms: Vec<IpPermission> = missing.iter().map(|r| r.permission()).collect();
+            let label = format!("security-group {name}");
+            retry_on(ctx, &label, &["InvalidGroup.NotFound"], || async {
+                ctx.ec2
+                    .authorize_security_group_ingress()
+                    .group_id(&id)
+                    .set_ip_permissions(Some(perms.clone()))
+                    .send()
+                    .await
+                    .aws(format!("authorize ingress on security-group {name}"))
+            })
+            .await?;
             let texts: Vec<String> = missing.iter().map(|r| format!("+{}", r.text())).collect();
             let verb = if found.is_some() {
                 "updated"
