@@ -180,10 +180,17 @@ async fn lifecycle(ctx: &Ctx, mut inputs: NodeInputs) {
         Some(&inputs),
     ));
 
-    // Drift: max size, the hook, the policy.
+    // Drift: max size, grace period, the ELB, the hook, the policy.
     asg.update_auto_scaling_group()
         .auto_scaling_group_name(&name)
         .max_size(5)
+        .health_check_grace_period(30)
+        .send()
+        .await
+        .unwrap();
+    asg.detach_load_balancers()
+        .auto_scaling_group_name(&name)
+        .load_balancer_names(&inputs.elb_name)
         .send()
         .await
         .unwrap();
@@ -204,10 +211,16 @@ async fn lifecycle(ctx: &Ctx, mut inputs: NodeInputs) {
     let plan = compute::plan(ctx, &cur, Some(&inputs));
     let group = change(&plan, "autoscaling-group");
     assert_eq!(group.action, Action::Update);
-    assert_eq!(group.fields.len(), 1, "{group:?}");
-    assert_eq!(group.fields[0].field, "max_size");
+    let fields: Vec<&str> = group.fields.iter().map(|f| f.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["max_size", "load_balancers", "health_check_grace_period"],
+        "{group:?}"
+    );
     assert_eq!(group.fields[0].current.as_deref(), Some("5"));
     assert_eq!(group.fields[0].desired.as_deref(), Some("2"));
+    let elb = format!("+{}", inputs.elb_name);
+    assert_eq!(group.fields[1].desired.as_deref(), Some(elb.as_str()));
     assert_eq!(change(&plan, "lifecycle-hook").action, Action::Create);
     let policy = change(&plan, "iam-role-policy");
     assert_eq!(policy.action, Action::Update);
@@ -224,14 +237,31 @@ async fn lifecycle(ctx: &Ctx, mut inputs: NodeInputs) {
         .send()
         .await
         .unwrap();
-    assert_eq!(g.auto_scaling_groups()[0].max_size(), Some(2));
-    let status = compute::status(&cur, &Default::default());
+    let g = &g.auto_scaling_groups()[0];
+    assert_eq!(g.max_size(), Some(2));
+    assert_eq!(g.health_check_grace_period(), Some(120));
+    assert_eq!(
+        g.load_balancer_names(),
+        std::slice::from_ref(&inputs.elb_name)
+    );
+    // Status: the group, and each instance with its ELB health from the map.
+    let group = cur.group.as_ref().unwrap();
+    assert!(!group.instances.is_empty(), "{group:?}");
+    let first = group.instances[0].id.clone();
+    let health = [(first.clone(), "InService".to_string())].into();
+    let status = compute::status(&cur, &health);
     assert!(
         status
             .iter()
             .any(|s| s.resource == format!("autoscaling-group {name}") && s.details["max"] == "2"),
         "{status:?}"
     );
+    let node = status
+        .iter()
+        .find(|s| s.resource == format!("instance {first}"))
+        .unwrap();
+    assert_eq!(node.details["elb_health"], "InService");
+    assert_eq!(node.state, "InService");
 
     // Delete: all gone, and a second delete is a no-op.
     compute::delete(ctx, &cur).await.unwrap();
