@@ -1,0 +1,392 @@
+//! The nodes' cloud-config: cloud-init's own schema check, PyYAML for the structure,
+//! shellcheck on every script, and the gateway config's keys. The tools come from
+//! Debian packages (cloud-init, python3-yaml, shellcheck) that scripts/test installs;
+//! without them these tests fail.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use provisioner::artifacts::Artifact;
+use provisioner::compute::NodeInputs;
+use provisioner::database::Database;
+use provisioner::network::{Network, Subnet};
+use provisioner::secrets::Secrets;
+use provisioner::security::SecurityGroups;
+use provisioner::spec::{SecretStore, Spec, StackConfig};
+use provisioner::userdata;
+use serde_json::Value;
+
+const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+fn inputs() -> NodeInputs {
+    let subnet = |id: &str, az: &str, cidr: &str| Subnet {
+        id: id.into(),
+        az: az.into(),
+        cidr: cidr.into(),
+    };
+    NodeInputs {
+        net: Network {
+            vpc_id: "vpc-0a1b2c".into(),
+            vpc_cidr: "10.20.0.0/16".into(),
+            public: vec![subnet("subnet-pub-a", "eu-west-1a", "10.20.0.0/20")],
+            private: vec![subnet("subnet-priv-a", "eu-west-1a", "10.20.128.0/20")],
+        },
+        groups: SecurityGroups {
+            nodes: "sg-nodes".into(),
+            db: "sg-db".into(),
+            elb: "sg-elb".into(),
+        },
+        db: Database {
+            identifier: "ud-db".into(),
+            address: "ud-db.cxyz.eu-west-1.rds.amazonaws.com".into(),
+            port: 5432,
+            kms_key_arn: "arn:aws:kms:eu-west-1:123456789012:key/abc".into(),
+        },
+        artifact: Artifact {
+            bucket: "ud-artifacts-123456789012-eu-west-1".into(),
+            key: format!("gateway/{SHA}"),
+            sha256: SHA.into(),
+        },
+        secrets: Secrets {
+            db_password: "/ud/db/master-password".into(),
+            admin_token: "/ud/gateway/admin-token".into(),
+            arns: vec![],
+        },
+        elb_name: "ud-elb".into(),
+        instance_profile_arn: "arn:aws:iam::123456789012:instance-profile/ud-node-eu-west-1".into(),
+    }
+}
+
+fn spec(store: SecretStore) -> Spec {
+    let config = StackConfig {
+        secret_store: store,
+        ..StackConfig::default()
+    };
+    Spec::new("ud", "eu-west-1", config).unwrap()
+}
+
+const INSTALL: &str =
+    "scripts/test installs them (Debian packages: cloud-init, python3-yaml, shellcheck)";
+
+fn tool(cmd: &mut Command, what: &str) -> std::process::Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {what} ({e}); {INSTALL}"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("userdata-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The document parsed by PyYAML (cloud-init's own parser), as JSON.
+fn parse_yaml(path: &Path) -> Value {
+    let out = tool(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))",
+            ])
+            .arg(path),
+        "python3 with PyYAML",
+    );
+    assert!(
+        out.status.success(),
+        "PyYAML failed ({INSTALL}): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn files(doc: &Value) -> Vec<(String, String, String)> {
+    doc["write_files"]
+        .as_array()
+        .expect("write_files is a list")
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["permissions"].as_str().unwrap().to_string(),
+                f["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn file<'a>(files: &'a [(String, String, String)], path: &str) -> &'a str {
+    &files
+        .iter()
+        .find(|f| f.0 == path)
+        .unwrap_or_else(|| panic!("{path} is not written"))
+        .2
+}
+
+fn check_document(store: SecretStore) {
+    let spec = spec(store);
+    let inputs = inputs();
+    let text = userdata::render(&spec, &inputs);
+    assert!(text.starts_with("#cloud-config\n"), "{text}");
+    assert!(text.len() < userdata::MAX_USER_DATA, "{} bytes", text.len());
+    let dir = temp_dir(&format!("{store:?}"));
+    let path = dir.join("user-data.yaml");
+    std::fs::write(&path, &text).unwrap();
+
+    // cloud-init's schema check (offline).
+    let out = tool(
+        Command::new("cloud-init")
+            .args(["schema", "--config-file"])
+            .arg(&path),
+        "cloud-init",
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.contains("Valid cloud-config"),
+        "cloud-init schema: {said}\n{text}"
+    );
+
+    let doc = parse_yaml(&path);
+    let files = files(&doc);
+    let conf: toml::Table =
+        toml::from_str(file(&files, userdata::CONFIG_PATH)).expect("gateway.conf is TOML");
+    check_conf(&conf, &inputs);
+
+    let unit = file(&files, "/etc/systemd/system/gateway.service");
+    for line in [
+        "ExecStart=/usr/local/bin/gateway start -c /etc/gateway/gateway.conf -p /var/lib/gateway",
+        "Restart=always",
+        "LimitNOFILE=65535",
+        "EnvironmentFile=/etc/gateway/secrets.env",
+    ] {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "unit lacks {line}:\n{unit}"
+        );
+    }
+    let limits = file(&files, "/etc/security/limits.d/90-gateway-nofile.conf");
+    assert!(
+        limits.contains("soft  nofile  65535") && limits.contains("hard  nofile  65535"),
+        "{limits}"
+    );
+
+    let boot = file(&files, userdata::BOOTSTRAP_PATH);
+    let read = match store {
+        SecretStore::Ssm => {
+            "aws ssm get-parameter --region \"$REGION\" --name \"$1\" --with-decryption"
+        }
+        SecretStore::SecretsManager => {
+            "aws secretsmanager get-secret-value --region \"$REGION\" --secret-id \"$1\""
+        }
+    };
+    let order = [
+        "set -euo pipefail",
+        &format!("BUCKET='{}'", inputs.artifact.bucket),
+        &format!("SHA256='{SHA}'"),
+        "DB_PASSWORD_SECRET='/ud/db/master-password'",
+        read,
+        "aws s3 cp --only-show-errors --region \"$REGION\" \"s3://$BUCKET/$KEY\"",
+        "sha256sum -c",
+        "install -m 0755 -o root -g root \"$work/gateway\" /usr/local/bin/gateway",
+        "install -m 0600 -o gateway -g gateway \"$work/pg_password\" /etc/gateway/pg_password",
+        "install -m 0600 -o root -g root \"$work/secrets.env\" /etc/gateway/secrets.env",
+        "migrate bootstrap",
+        "migrate up",
+        "systemctl enable --now gateway.service",
+    ];
+    let mut at = 0;
+    for step in order {
+        let found = boot[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("bootstrap lacks (or misorders) {step}:\n{boot}"));
+        at += found + step.len();
+    }
+    assert!(boot.contains("GATEWAY_ADMIN_TOKEN=%s"), "{boot}");
+    let drain = file(&files, userdata::DRAIN_PATH);
+    assert!(
+        drain.contains("autoscaling/target-lifecycle-state")
+            && drain.contains("complete-lifecycle-action")
+    );
+    assert!(
+        drain.contains("HOOK='ud-drain'") && drain.contains("GROUP='ud-nodes'"),
+        "{drain}"
+    );
+
+    // Every script passes shellcheck (and bash -n); runcmd too.
+    let mut scripts: Vec<(String, String)> = files
+        .iter()
+        .filter(|f| f.2.starts_with("#!"))
+        .map(|f| (f.0.clone(), f.2.clone()))
+        .collect();
+    assert_eq!(scripts.len(), 2, "bootstrap and drain scripts");
+    for f in &files {
+        assert_eq!(
+            f.1,
+            if f.2.starts_with("#!") {
+                "0755"
+            } else {
+                "0644"
+            },
+            "{}",
+            f.0
+        );
+    }
+    let runcmd: Vec<String> = doc["runcmd"]
+        .as_array()
+        .expect("runcmd is a list")
+        .iter()
+        .map(|c| match c {
+            Value::Array(argv) => argv
+                .iter()
+                .map(|a| format!("'{}'", a.as_str().unwrap()))
+                .collect::<Vec<_>>()
+                .join(" "),
+            Value::String(s) => s.clone(),
+            other => panic!("runcmd entry {other}"),
+        })
+        .collect();
+    assert_eq!(runcmd, [format!("'{}'", userdata::BOOTSTRAP_PATH)]);
+    scripts.push((
+        "runcmd".into(),
+        format!("#!/bin/sh\nset -eu\n{}\n", runcmd.join("\n")),
+    ));
+    for (name, script) in &scripts {
+        let file = dir.join(name.replace('/', "_"));
+        std::fs::write(&file, script).unwrap();
+        let out = tool(
+            Command::new("shellcheck")
+                .args(["--severity=style"])
+                .arg(&file),
+            "shellcheck",
+        );
+        assert!(
+            out.status.success(),
+            "shellcheck {name}:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        let out = tool(Command::new("bash").arg("-n").arg(&file), "bash");
+        assert!(
+            out.status.success(),
+            "bash -n {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    check_no_secrets(&text, &conf);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn check_conf(conf: &toml::Table, inputs: &NodeInputs) {
+    // The keys the gateway knows (README "Configuration").
+    const KNOWN: &[&str] = &[
+        "proxy_listen",
+        "admin_listen",
+        "database",
+        "declarative_config",
+        "trusted_ips",
+        "real_ip_header",
+        "real_ip_recursive",
+        "ssl_cert",
+        "ssl_cert_key",
+        "admin_ssl_cert",
+        "admin_ssl_cert_key",
+        "prefix",
+        "log_level",
+        "proxy_protocol_timeout",
+        "drain_delay",
+        "drain_timeout",
+        "worker_threads",
+        "pg_host",
+        "pg_port",
+        "pg_user",
+        "pg_password_file",
+        "pg_database",
+        "pg_ssl",
+        "pg_ssl_verify",
+        "pg_ssl_root_cert",
+        "pg_timeout",
+        "pg_pool_size",
+        "db_update_frequency",
+        "cluster_ttl_on_failure",
+        "cluster_advertise",
+    ];
+    for key in conf.keys() {
+        assert!(KNOWN.contains(&key.as_str()), "unknown key {key}");
+    }
+    let s = |k: &str| {
+        conf.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_else(|| panic!("{k} is not a string"))
+    };
+    assert_eq!(s("database"), "postgres");
+    assert_eq!(s("pg_host"), inputs.db.address);
+    assert_eq!(conf["pg_port"].as_integer(), Some(5432));
+    assert_eq!(s("pg_user"), "kong");
+    assert_eq!(s("pg_database"), "kong");
+    assert_eq!(conf["pg_ssl"].as_bool(), Some(true));
+    assert_eq!(s("pg_password_file"), "/etc/gateway/pg_password");
+    let proxy: Vec<&str> = s("proxy_listen").split(", ").collect();
+    assert!(
+        proxy[0].starts_with("0.0.0.0:8000 ") && proxy[0].contains(" proxy_protocol"),
+        "{proxy:?}"
+    );
+    assert!(!proxy[0].contains("ssl"), "{proxy:?}");
+    assert!(
+        proxy[1].starts_with("0.0.0.0:8443 http2 ssl proxy_protocol"),
+        "{proxy:?}"
+    );
+    let admin: Vec<&str> = s("admin_listen").split(", ").collect();
+    assert!(
+        admin[0].starts_with("0.0.0.0:8001") && !admin[0].contains("ssl"),
+        "{admin:?}"
+    );
+    assert!(admin[1].starts_with("0.0.0.0:8444 http2 ssl"), "{admin:?}");
+    assert!(!s("admin_listen").contains("proxy_protocol"));
+    let trusted: Vec<&str> = conf["trusted_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(trusted, [inputs.net.vpc_cidr.as_str()]);
+    assert_eq!(s("real_ip_header"), "proxy_protocol");
+}
+
+/// No secret keys with values, and no long random-looking word (a sha256 is hex).
+fn check_no_secrets(text: &str, conf: &toml::Table) {
+    assert!(!conf.contains_key("pg_password") && !conf.contains_key("admin_token"));
+    for line in text.lines() {
+        let l = line.trim();
+        assert!(
+            !l.starts_with("GATEWAY_ADMIN_TOKEN=") && !l.starts_with("PGPASSWORD"),
+            "{line}"
+        );
+    }
+    for word in text.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let hex = word.chars().all(|c| c.is_ascii_hexdigit());
+        assert!(word.len() < 24 || hex, "secret-looking word {word}");
+    }
+}
+
+#[test]
+fn cloud_config_with_ssm_secrets() {
+    check_document(SecretStore::Ssm);
+}
+
+#[test]
+fn cloud_config_with_secrets_manager() {
+    check_document(SecretStore::SecretsManager);
+}
+
+#[test]
+fn missing_tools_fail_with_a_hint() {
+    let out = Command::new("this-tool-does-not-exist-4b1d").output();
+    assert!(out.is_err());
+    let msg =
+        std::panic::catch_unwind(|| tool(&mut Command::new("this-tool-does-not-exist-4b1d"), "x"))
+            .unwrap_err();
+    let msg = msg.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("scripts/test installs them"), "{msg}");
+}
