@@ -89,7 +89,12 @@ pub fn plan_of(ctx: &Ctx, d: &Discovered) -> Plan {
     all.extend(database::plan(ctx, &d.database));
     all.extend(artifacts::plan(ctx, &d.artifacts));
     let (net, groups) = (d.network.network(), d.security.groups());
-    all.extend(balancer::plan_with(ctx, &d.balancer, net.as_ref(), groups.as_ref()));
+    all.extend(balancer::plan_with(
+        ctx,
+        &d.balancer,
+        net.as_ref(),
+        groups.as_ref(),
+    ));
     all.extend(compute::plan(ctx, &d.compute, node_inputs(ctx, d).as_ref()));
     all.extend(dns::plan(ctx, &d.dns, d.balancer.balancer().as_ref()));
     Plan::from_changes(all)
