@@ -177,26 +177,27 @@ pub fn plan(ctx: &Ctx, current: &Current) -> Vec<Change> {
     }
 }
 
+/// The bucket, and the object when discovered for a binary (`status` discovers
+/// without one: the launch template's version says which binary runs).
 pub fn status(current: &Current) -> Vec<Status> {
-    match &current.state {
-        None => vec![Status::new(
-            format!("s3-bucket {}", current.bucket),
+    let bucket = format!("s3-bucket {}", current.bucket);
+    let Some(_) = &current.state else {
+        return vec![Status::new(bucket, None, "missing")];
+    };
+    let mut rows = vec![Status::new(bucket, None, "available")];
+    if current.key != object_key("") {
+        let state = if current.object_exists {
+            "uploaded"
+        } else {
+            "missing"
+        };
+        rows.push(Status::new(
+            format!("s3-object {}", current.key),
             None,
-            "missing",
-        )],
-        Some(_) => vec![
-            Status::new(format!("s3-bucket {}", current.bucket), None, "available"),
-            Status::new(
-                format!("s3-object {}", current.key),
-                None,
-                if current.object_exists {
-                    "uploaded"
-                } else {
-                    "missing"
-                },
-            ),
-        ],
+            state,
+        ));
     }
+    rows
 }
 
 #[cfg(test)]
