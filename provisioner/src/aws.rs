@@ -32,14 +32,16 @@ pub struct AwsOptions {
 
 /// Loads the shared SDK configuration for `options`. It uses an HTTPS client on
 /// rustls with the ring crypto provider and the platform's trusted roots, and retries
-/// throttled and transient failures with adaptive backoff (up to 10 attempts).
+/// throttled and transient failures with exponential backoff and jitter (up to 10
+/// attempts). Not the adaptive mode: its client-side rate limiter holds every later
+/// call to a throttled service for up to 20 s.
 pub async fn sdk_config(options: &AwsOptions) -> SdkConfig {
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
         .build_https();
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .http_client(http_client)
-        .retry_config(RetryConfig::adaptive().with_max_attempts(10));
+        .retry_config(RetryConfig::standard().with_max_attempts(10));
     if let Some(profile) = &options.profile {
         loader = loader.profile_name(profile);
     }

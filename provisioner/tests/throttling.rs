@@ -1,19 +1,13 @@
 //! The provisioner retries AWS throttling with backoff: the kit's fault injection
 //! (`/_kit/faults`, see localstack/README.md) throttles a call the provisioner makes
-//! three times, and `provisioner status` still gets through (while parts of the stack
-//! are "not implemented", that failure is accepted, and an EC2 call `status` does not
-//! reach yet is made with the provisioner's SDK config instead). Each rule matches only
+//! three times, and `provisioner status` still gets through. Each rule matches only
 //! this test's own access key, so tests running beside it on the kit are not throttled.
-//! Each case takes about a minute: in adaptive mode the SDK's client rate limiter delays
-//! each throttled retry by about 20 s (its maximum backoff).
 
 mod common;
 
 use std::process::{Command, Output, Stdio};
 
-use aws_sdk_sts::config::{Credentials, SharedCredentialsProvider};
 use common::{endpoint, stack_name};
-use provisioner::aws::{sdk_config, AwsOptions};
 use serde_json::{json, Value};
 
 const REGION: &str = "us-east-1";
@@ -86,21 +80,13 @@ fn status(stack: &str, access_key: &str) -> Output {
         .expect("provisioner runs")
 }
 
-/// Whether `status` stopped at a part of the stack not implemented yet (the skeleton).
-fn unimplemented(out: &Output) -> bool {
-    !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("not implemented")
-}
-
 fn assert_not_throttled(out: &Output) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !stderr.contains("Throttling") && !stderr.contains("Rate exceeded"),
         "status gave up on throttling:\n{stderr}"
     );
-    assert!(
-        out.status.success() || unimplemented(out),
-        "status failed:\n{stderr}"
-    );
+    assert!(out.status.success(), "status failed:\n{stderr}");
 }
 
 /// A key shorter than 20 characters: LocalStack maps it to account 000000000000, as `test`.
@@ -115,14 +101,14 @@ fn status_retries_throttled_sts_get_caller_identity() {
     let stack = stack_name("thr");
     let key = access_key(&stack, "sts");
     let id = add_rule("sts", "GetCallerIdentity", "Throttling", &key);
-    // The preflight call comes first, also in the skeleton.
+    // The preflight call comes first.
     let out = status(&stack, &key);
     assert_not_throttled(&out);
     assert_eq!(hits_and_remove(id), 3);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn status_retries_throttled_ec2_describe_availability_zones() {
+#[test]
+fn status_retries_throttled_ec2_describe_availability_zones() {
     let stack = stack_name("thr");
     let key = access_key(&stack, "ec2");
     let id = add_rule(
@@ -133,31 +119,5 @@ async fn status_retries_throttled_ec2_describe_availability_zones() {
     );
     let out = status(&stack, &key);
     assert_not_throttled(&out);
-    if unimplemented(&out) {
-        // The skeleton stops before it lists the AZs: make the same call with the
-        // provisioner's SDK config (adaptive retry, 10 attempts) instead.
-        let options = AwsOptions {
-            region: Some(REGION.to_string()),
-            profile: None,
-            endpoint_url: Some(endpoint().to_string()),
-        };
-        let conf = sdk_config(&options)
-            .await
-            .into_builder()
-            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
-                key.as_str(),
-                "test",
-                None,
-                None,
-                "throttling-test",
-            )))
-            .build();
-        let azs = aws_sdk_ec2::Client::new(&conf)
-            .describe_availability_zones()
-            .send()
-            .await
-            .expect("DescribeAvailabilityZones through 3 throttles");
-        assert!(!azs.availability_zones().is_empty());
-    }
     assert_eq!(hits_and_remove(id), 3);
 }

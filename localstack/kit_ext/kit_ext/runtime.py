@@ -42,6 +42,23 @@ def register_kit_route():
     ROUTER.add("/_kit/info", info, methods=["GET"])
 
 
+@hooks.on_infra_start()
+def preload_moto():
+    """Import moto's backends once, up front: the first concurrent calls to ec2, elb,
+    rds and autoscaling would otherwise import the same moto modules from several
+    threads, and Python's import lock can then fail with "deadlock detected"."""
+    import importlib
+
+    for module in (
+        "moto.ec2.exceptions",
+        "moto.ec2.models",
+        "moto.elb.models",
+        "moto.autoscaling.models",
+        "moto.rds.models",
+    ):
+        importlib.import_module(module)
+
+
 @hooks.on_infra_shutdown()
 def stop_databases():
     if _data is not None:
