@@ -83,11 +83,27 @@ async fn status_shape_and_readiness() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_requests() {
+    drains_in_flight_requests("auto").await;
+}
+
+/// One worker runs every connection, the admin API and the drain on one thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_requests_with_one_worker_thread() {
+    drains_in_flight_requests("1").await;
+}
+
+async fn drains_in_flight_requests(worker_threads: &str) {
     let up = upstream("u").await;
     let port = free_port();
     let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let workers = if worker_threads == "auto" {
+        "\"auto\"".to_string()
+    } else {
+        worker_threads.to_string()
+    };
     let mut gw = gateway()
         .proxy_listen(&proxy.to_string())
+        .set("worker_threads", &workers)
         .set("drain_delay", "1")
         .set("drain_timeout", "10")
         .declarative(&yaml_for(up.addr))

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{Entry, HeaderMap, HeaderName, HeaderValue};
 
 use crate::config::trusted::canonical;
 use crate::config::{RealIpHeader, TrustedIps};
@@ -80,17 +80,20 @@ pub fn apply(
     } else {
         None
     };
-    let xff = match headers.get(&X_FORWARDED_FOR) {
-        Some(prev) => {
+    // Entries: one hash per header, found or not.
+    match headers.entry(&X_FORWARDED_FOR) {
+        Entry::Occupied(mut e) => {
+            let prev = e.get();
             let mut v = Vec::with_capacity(prev.len() + 2 + conn.client_value.len());
             v.extend_from_slice(prev.as_bytes());
             v.extend_from_slice(b", ");
             v.extend_from_slice(conn.client_value.as_bytes());
-            HeaderValue::from_bytes(&v).unwrap_or_else(|_| conn.client_value.clone())
+            e.insert(HeaderValue::from_bytes(&v).unwrap_or_else(|_| conn.client_value.clone()));
         }
-        None => conn.client_value.clone(),
-    };
-    headers.insert(&X_FORWARDED_FOR, xff);
+        Entry::Vacant(e) => {
+            e.insert(conn.client_value.clone());
+        }
+    }
     headers.insert(
         &X_REAL_IP,
         real_ip.map_or_else(|| conn.client_value.clone(), ip_value),
@@ -125,10 +128,15 @@ fn set(
     keep: bool,
     value: impl FnOnce() -> HeaderValue,
 ) {
-    if keep && headers.contains_key(name) {
-        return;
+    match headers.entry(name) {
+        Entry::Occupied(_) if keep => {}
+        Entry::Occupied(mut e) => {
+            e.insert(value());
+        }
+        Entry::Vacant(e) => {
+            e.insert(value());
+        }
     }
-    headers.insert(name, value());
 }
 
 /// nginx realip: the last address of the header, or with `real_ip_recursive`

@@ -292,9 +292,21 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// Removes hop-by-hop headers and the ones `Connection` names. One pass over
+/// the names finds them, so a message without any costs no hashing.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    if let Some(conn) = headers.get(header::CONNECTION).cloned() {
-        if let Ok(list) = conn.to_str() {
+    let mut present = 0u8;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    if present & 1 != 0 {
+        let listed = headers.get(header::CONNECTION).cloned();
+        if let Some(list) = listed.as_ref().and_then(|v| v.to_str().ok()) {
             for name in list.split(',') {
                 let name = name.trim();
                 if !name.eq_ignore_ascii_case("close") && !name.eq_ignore_ascii_case("keep-alive") {
@@ -303,8 +315,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
             }
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
