@@ -33,9 +33,8 @@ METRICS = [  # key, label, format, higher is better
     ("cpu_s_per_10k", "CPU s per 10k req", "{:.3f}", False),
     ("peak_rss_mb", "peak RSS MB", "{:.1f}", False),
 ]
-NOT_YET = {
-    "provisioner": "not measured yet: the provisioner does not exist yet",
-}
+NOT_YET = {}
+PROVISIONER_KEYS = ["up_s", "noop_up_s", "terraform_apply_s"]
 
 
 def children_seconds(path):
@@ -281,14 +280,44 @@ def print_table(result, busy, facts, out):
           f"{fmt(prop['max'], '{:.1f}')} ms over {prop['changes']} changes"
           f"{' (--quick)' if meta['mode'] == 'quick' else ''}, {prop['failed']} timed out (> {prop['timeout_ms'] / 1000:.0f} s)\n")
         w(f"  the write alone (p50)     {fmt(prop['write_p50'], '{:.1f}')} ms (POST on node A until its 201)\n")
-    w("\nNot measured (null in the JSON)\n")
-    w(f"  provisioner.*             {NOT_YET['provisioner']}\n")
-    other = {k: v for k, v in meta["notes"].items() if k not in NOT_YET and k != "propagation_ms"}
+    prov = result["provisioner"]
+    w(f"\nProvisioner on the LocalStack kit ({meta['provisioner'].get('region')}): wall time, a new stack\n")
+    w(f"  provisioner up            {fmt(prov['up_s'], '{:.1f}')} s\n")
+    w(f"  provisioner up, no-op     {fmt(prov['noop_up_s'], '{:.1f}')} s (the same stack again)\n")
+    r = ratio(prov["up_s"], prov["terraform_apply_s"])
+    w(f"  terraform apply           {fmt(prov['terraform_apply_s'], '{:.1f}')} s (terraform/examples/localstack)"
+      + (f"; provisioner up / terraform apply = {r:.2f}" if r is not None else "") + "\n")
+    missing = {k: meta["notes"][k] for k in meta["notes"] if k in NULL_REASONS}
+    if missing:
+        w("\nNot measured (null in the JSON)\n")
+        for k, v in missing.items():
+            w(f"  {k:<24}  {v}\n")
+    other = {k: v for k, v in meta["notes"].items()
+             if k not in NOT_YET and k not in NULL_REASONS and k != "propagation_ms"}
     if other:
         w("\nNotes\n")
         for k, v in other.items():
             w(f"  {k}: {v}\n")
     w(f"\nJSON: {out}\n")
+
+
+NULL_REASONS = ["provisioner.up_s", "provisioner.noop_up_s", "provisioner.terraform_apply_s"]
+
+
+def provisioner_block(facts, notes):
+    """provisioner.{up_s,noop_up_s,terraform_apply_s}; a null one gets its reason in notes."""
+    block = {k: facts.get(f"provisioner.{k}") for k in PROVISIONER_KEYS}
+    why = {
+        "up_s": facts.get("skip.provisioner"),
+        "noop_up_s": facts.get("skip.provisioner_noop") or facts.get("skip.provisioner"),
+        "terraform_apply_s": facts.get("skip.terraform") or facts.get("skip.provisioner"),
+    }
+    for k in PROVISIONER_KEYS:
+        if block[k] is None:
+            notes[f"provisioner.{k}"] = why[k] or "not measured (the run stopped before it)"
+    meta = {"region": facts.get("provisioner.region"), "kit_start_s": facts.get("provisioner.kit_start_s"),
+            "ratio_up_vs_terraform_apply": ratio(block["up_s"], block["terraform_apply_s"])}
+    return block, meta
 
 
 def summarize(a):
@@ -314,7 +343,7 @@ def summarize(a):
     startup10k = facts.get("startup_10k") or {}
     result["rss_mb"] = {"idle": startup.get("rss_mb"), "routes_10k": startup10k.get("rss_mb")}
     result["propagation_ms"], result["meta"]["propagation"] = propagation_block(facts, a.mode, notes)
-    result["provisioner"] = {"up_s": None, "noop_up_s": None, "terraform_apply_s": None}
+    result["provisioner"], result["meta"]["provisioner"] = provisioner_block(facts, notes)
     result["startup_ms"] = startup.get("median_ms")
     if result["startup_ms"] is None:
         notes["startup_ms"] = facts.get("skip.startup", "not measured (the run stopped before it)")
