@@ -282,10 +282,11 @@ def print_table(result, busy, facts, out):
         w(f"  the write alone (p50)     {fmt(prop['write_p50'], '{:.1f}')} ms (POST on node A until its 201)\n")
     prov = result["provisioner"]
     w(f"\nProvisioner on the LocalStack kit ({meta['provisioner'].get('region')}): wall time, a new stack\n")
-    w(f"  provisioner up            {fmt(prov['up_s'], '{:.1f}')} s\n")
-    w(f"  provisioner up, no-op     {fmt(prov['noop_up_s'], '{:.1f}')} s (the same stack again)\n")
+    secs = lambda v: fmt(v, "{:.1f} s")  # noqa: E731
+    w(f"  provisioner up            {secs(prov['up_s'])}\n")
+    w(f"  provisioner up, no-op     {secs(prov['noop_up_s'])} (the same stack again)\n")
     r = ratio(prov["up_s"], prov["terraform_apply_s"])
-    w(f"  terraform apply           {fmt(prov['terraform_apply_s'], '{:.1f}')} s (terraform/examples/localstack)"
+    w(f"  terraform apply           {secs(prov['terraform_apply_s'])} (terraform/examples/localstack)"
       + (f"; provisioner up / terraform apply = {r:.2f}" if r is not None else "") + "\n")
     missing = {k: meta["notes"][k] for k in meta["notes"] if k in NULL_REASONS}
     if missing:
