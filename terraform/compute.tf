@@ -6,8 +6,8 @@ data "aws_ssm_parameter" "al2023" {
   name  = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 }
 
+# The AMI's root device name (any owner: ami_id may be a private or shared image).
 data "aws_ami" "node" {
-  owners = ["amazon", "self"]
   filter {
     name   = "image-id"
     values = [local.ami_id]

@@ -10,7 +10,7 @@ import tempfile
 import unittest
 import uuid
 
-from kit import client, psql, start
+from kit import client, plugin_dir, psql, start
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MODULE = os.path.join(REPO, "terraform")
@@ -69,6 +69,7 @@ class TerraformStack(unittest.TestCase):
     def test_1_fmt_and_validate(self):
         run(["terraform", "fmt", "-check", "-recursive", "-diff", MODULE], env=self.env, timeout=60)
         self.assertIn("apply|plan|destroy", run([RUN, "--help"], env=self.env).stdout)
+        run(["shellcheck", RUN], timeout=60)
         copy = os.path.join(self.tmp, "validate")
         shutil.copytree(MODULE, copy, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))
         mirror = plugin_dir()
@@ -165,12 +166,6 @@ class TerraformStack(unittest.TestCase):
         with self.assertRaises(rds.exceptions.DBInstanceNotFoundFault):
             rds.describe_db_instances(DBInstanceIdentifier=out["db_identifier"])
         self.assertEqual(asg.describe_auto_scaling_groups(AutoScalingGroupNames=[out["asg_name"]])["AutoScalingGroups"], [])
-
-
-def plugin_dir() -> str:
-    from test_terraform import plugin_dir as find  # one discovery for both tests
-
-    return find()
 
 
 if __name__ == "__main__":
