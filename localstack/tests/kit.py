@@ -1,8 +1,10 @@
 """Helpers shared by the kit's Python tests: the kit's commands, boto3 clients, waits."""
 
+import glob
 import os
 import subprocess
 import time
+import unittest
 
 import boto3
 from botocore.config import Config
@@ -109,3 +111,22 @@ def psql(host: str, port: int, user: str, password: str, db: str, sql: str) -> s
     )
     assert out.returncode == 0, f"psql failed: {out.stderr}"
     return out.stdout.strip()
+
+
+def plugin_dir() -> str:
+    """The directory holding registry.terraform.io/hashicorp/aws/... (TF_PLUGIN_DIR wins)."""
+    wanted = "registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_*"
+    roots = [os.environ.get("TF_PLUGIN_DIR", ""), "/opt/tf-plugins",
+             os.path.expanduser("~/.terraform.d/plugins"), "/usr/share/terraform/plugins",
+             os.path.expanduser("~/.local/share/terraform/plugins")]
+    for root in filter(None, roots):
+        if glob.glob(os.path.join(root, wanted)):
+            return root
+    found = subprocess.run(
+        ["find", "/", "-xdev", "-name", "terraform-provider-aws_*", "-path", "*registry.terraform.io*",
+         "-not", "-path", "/proc/*", "-print", "-quit"],
+        capture_output=True, text=True, timeout=120, check=False,
+    ).stdout.strip()
+    if not found:
+        raise unittest.SkipTest("no local mirror of the terraform AWS provider (set TF_PLUGIN_DIR)")
+    return found[: found.index("/registry.terraform.io/")]

@@ -1,7 +1,6 @@
 """terraform apply and destroy of tests/terraform (RDS, classic ELB with PROXY protocol,
 an ASG behind it) against the kit, with the AWS provider from a local mirror (offline)."""
 
-import glob
 import json
 import os
 import shutil
@@ -9,29 +8,10 @@ import subprocess
 import tempfile
 import unittest
 
-from kit import HOME, client, cluster_dirs, psql, start
+from kit import HOME, client, cluster_dirs, plugin_dir, psql, start
 
 MODULE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "terraform")
 PASSWORD = "tf-Kit-pass-1"
-
-
-def plugin_dir() -> str:
-    """The directory holding registry.terraform.io/hashicorp/aws/... (TF_PLUGIN_DIR wins)."""
-    wanted = "registry.terraform.io/hashicorp/aws/*/*/terraform-provider-aws_*"
-    roots = [os.environ.get("TF_PLUGIN_DIR", ""), "/opt/tf-plugins",
-             os.path.expanduser("~/.terraform.d/plugins"), "/usr/share/terraform/plugins",
-             os.path.expanduser("~/.local/share/terraform/plugins")]
-    for root in filter(None, roots):
-        if glob.glob(os.path.join(root, wanted)):
-            return root
-    found = subprocess.run(
-        ["find", "/", "-xdev", "-name", "terraform-provider-aws_*", "-path", "*registry.terraform.io*",
-         "-not", "-path", "/proc/*", "-print", "-quit"],
-        capture_output=True, text=True, timeout=120, check=False,
-    ).stdout.strip()
-    if not found:
-        raise unittest.SkipTest("no local mirror of the terraform AWS provider (set TF_PLUGIN_DIR)")
-    return found[: found.index("/registry.terraform.io/")]
 
 
 class TerraformApplyDestroy(unittest.TestCase):

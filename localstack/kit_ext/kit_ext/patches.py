@@ -1,8 +1,11 @@
-"""Patches to moto's RDS models, applied once when the first provider loads."""
+"""Patches to moto's models (RDS here, the rest in moto_fixes), applied once when the
+first provider loads."""
 
 import json
 import secrets
 import string
+
+from . import moto_fixes
 
 _applied = False
 
@@ -65,3 +68,4 @@ def apply() -> None:
         _unique_resource_ids()
         _kms_keys_from_localstack()
         _managed_master_secrets()
+        moto_fixes.apply()

@@ -1,0 +1,59 @@
+"""Fixes to moto's ELB, Auto Scaling and EC2 models that Terraform's AWS provider sees as
+drift on every plan."""
+
+
+def _draining_keeps_timeout() -> None:
+    """ModifyLoadBalancerAttributes with ConnectionDraining {Enabled} only: AWS keeps the
+    timeout, moto reset it to 300 (the provider sends Timeout, then Enabled alone)."""
+    from moto.elb.models import ELBBackend
+
+    original = ELBBackend.modify_load_balancer_attributes
+
+    def timeout_of(draining: dict):
+        return next((v for k, v in draining.items() if k.lower() == "timeout"), None)
+
+    def modify(self, load_balancer_name, *args, connection_draining=None, **kwargs):
+        if connection_draining and timeout_of(connection_draining) is None:
+            current = self.get_load_balancer(load_balancer_name).attributes.get("connection_draining", {})
+            connection_draining = {**connection_draining, "Timeout": timeout_of(current) or 300}
+        return original(self, load_balancer_name, *args, connection_draining=connection_draining, **kwargs)
+
+    ELBBackend.modify_load_balancer_attributes = modify
+
+
+def _hooks_without_fake_targets() -> None:
+    """moto gave every lifecycle hook a made-up SQS target and role; AWS has none unless set."""
+    from moto.autoscaling.models import LifecycleHook
+
+    original = LifecycleHook.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.role_arn = None
+        self.notification_target_arn = None
+
+    LifecycleHook.__init__ = init
+
+
+def _template_tags_stay_off_the_data() -> None:
+    """CreateLaunchTemplate's own tags (resource type launch-template) are not launch data;
+    moto copied them into the version's TagSpecifications."""
+    from moto.ec2.models.launch_templates import LaunchTemplateVersion
+
+    original = LaunchTemplateVersion.__init__
+
+    def init(self, template, number, data, description):
+        specs = data.get("TagSpecifications")
+        if specs:
+            data = {**data, "TagSpecifications": [s for s in specs if s.get("ResourceType") != "launch-template"]}
+            if not data["TagSpecifications"]:
+                del data["TagSpecifications"]
+        original(self, template, number, data, description)
+
+    LaunchTemplateVersion.__init__ = init
+
+
+def apply() -> None:
+    _draining_keeps_timeout()
+    _hooks_without_fake_targets()
+    _template_tags_stay_off_the_data()

@@ -1,0 +1,4 @@
+output "stack" {
+  description = "The module's outputs (no secrets)."
+  value       = module.gateway
+}
