@@ -33,7 +33,6 @@ METRICS = [  # key, label, format, higher is better
     ("cpu_s_per_10k", "CPU s per 10k req", "{:.3f}", False),
     ("peak_rss_mb", "peak RSS MB", "{:.1f}", False),
 ]
-NOT_YET = {}
 PROVISIONER_KEYS = ["up_s", "noop_up_s", "terraform_apply_s"]
 
 
@@ -294,7 +293,7 @@ def print_table(result, busy, facts, out):
         for k, v in missing.items():
             w(f"  {k:<24}  {v}\n")
     other = {k: v for k, v in meta["notes"].items()
-             if k not in NOT_YET and k not in NULL_REASONS and k != "propagation_ms"}
+             if k not in NULL_REASONS and k != "propagation_ms"}
     if other:
         w("\nNotes\n")
         for k, v in other.items():
@@ -324,8 +323,7 @@ def provisioner_block(facts, notes):
 def summarize(a):
     rounds = read_jsonl(a.rounds)
     facts = {f["key"]: f["value"] for f in read_jsonl(a.facts)}
-    notes = dict(NOT_YET)
-    notes.update({k[len("note."):]: v for k, v in facts.items() if k.startswith("note.")})
+    notes = {k[len("note."):]: v for k, v in facts.items() if k.startswith("note.")}
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     dirty = git(root, "status", "--porcelain", "--untracked-files=no", "--", "gateway", "Cargo.toml", "Cargo.lock")
     result = {"meta": {

@@ -14,8 +14,6 @@ TF_RUN="$ROOT/terraform/run-example"
 now_s() { printf '%s' "$EPOCHREALTIME"; }
 since() { python3 -c 'import sys; print(round(float(sys.argv[2]) - float(sys.argv[1]), 2))' "$1" "$(now_s)"; }
 
-prov() { "$PROVISIONER_BIN" "$@" --region "$PROV_REGION" --stack "$PROV_STACK"; }
-
 prov_down() {
   bounded 600 "$PROVISIONER_BIN" down --region "$PROV_REGION" --stack "$PROV_STACK" \
     --yes --force --skip-final-snapshot >>"$WORK/provisioner-down.log" 2>&1 ||
