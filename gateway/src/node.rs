@@ -212,7 +212,7 @@ async fn drain(
 ) {
     status.set_draining();
     tracing::info!(
-        "draining: /status/ready now answers 503; serving for {:?} more",
+        "draining: /status and /status/ready now answer 503; serving for {:?} more",
         config.drain_delay
     );
     tokio::select! {

@@ -162,11 +162,14 @@ async fn a_database_outage_loses_no_request_and_nodes_catch_up() {
             assert!(start.elapsed() < Duration::from_secs(10), "{}", n.gw.log());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let ready = admin(n.gw.admin, "GET", "/status/ready", None, None).await;
-        assert_eq!(
-            ready.status, 200,
-            "a database outage must not make nodes unready"
-        );
+        // `/status` is the ELB's health check, `/status/ready` the same decision.
+        for path in ["/status", "/status/ready"] {
+            let r = admin(n.gw.admin, "GET", path, None, None).await;
+            assert_eq!(
+                r.status, 200,
+                "{path}: a database outage must not make nodes unready"
+            );
+        }
     }
     let w = admin(
         a.gw.admin,

@@ -21,10 +21,8 @@ fn bin() -> Command {
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_shape_and_readiness() {
-    let gw = gateway().start();
-    let st = gw.status().await;
+/// Kong's `/status` body, which it keeps whatever its status code.
+fn assert_kong_status(st: &serde_json::Value) {
     for key in [
         "connections_accepted",
         "connections_active",
@@ -36,10 +34,20 @@ async fn status_shape_and_readiness() {
     ] {
         assert!(st["server"][key].is_u64(), "{key} missing in {st}");
     }
-    assert_eq!(st["database"]["reachable"], true);
-    assert!(st["configuration_hash"].is_string());
+    assert!(st["database"]["reachable"].is_boolean(), "{st}");
+    assert!(st["configuration_hash"].is_string(), "{st}");
+}
 
-    // No configuration yet: not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shape_and_readiness() {
+    let gw = gateway().start();
+
+    // No configuration yet: not ready. `/status`, the ELB's health check, says
+    // so too, with Kong's body.
+    let r = send(gw.admin, None, get("/status")).await.unwrap();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_kong_status(&r.json());
+    assert_eq!(r.json()["database"]["reachable"], true);
     let r = send(gw.admin, None, get("/status/ready")).await.unwrap();
     assert_eq!(r.status, 503);
     assert!(r.json()["message"]
@@ -78,7 +86,9 @@ async fn status_shape_and_readiness() {
         (r.status, r.json()["message"].as_str().unwrap()),
         (200, "ready")
     );
-    assert_eq!(gw.status().await["configuration_hash"], hash.as_str());
+    let st = gw.status().await;
+    assert_kong_status(&st);
+    assert_eq!(st["configuration_hash"], hash.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,6 +125,7 @@ async fn drains_in_flight_requests(worker_threads: &str) {
             .status,
         200
     );
+    assert_kong_status(&gw.status().await);
 
     // A request that takes 2.5 s, under way when the signal comes.
     let slow = tokio::spawn(async move { send(proxy, None, get("/delay/2500")).await });
@@ -123,7 +134,11 @@ async fn drains_in_flight_requests(worker_threads: &str) {
     gw.signal(SIGTERM);
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    // 1. Readiness turns 503 at once; 2. traffic is still served.
+    // 1. Readiness turns 503 at once, on `/status` (the ELB's health check,
+    // still with Kong's body) as on `/status/ready`; 2. traffic is still served.
+    let r = send(gw.admin, None, get("/status")).await.unwrap();
+    assert_eq!(r.status, 503, "{}", String::from_utf8_lossy(&r.body));
+    assert_kong_status(&r.json());
     let r = send(gw.admin, None, get("/status/ready")).await.unwrap();
     assert_eq!(
         (r.status, r.json()["message"].as_str().unwrap()),

@@ -20,6 +20,13 @@ pub const BINARY_PATH: &str = "/usr/local/bin/gateway";
 pub const NOFILE: u32 = 65535;
 /// EC2's limit on user data (before base64).
 pub const MAX_USER_DATA: usize = 16 * 1024;
+/// The node's systemd `TimeoutStopSec`: how long its SIGTERM drain may take before
+/// systemd kills it. It must outlast the gateway's `drain_delay` + `drain_timeout`
+/// (the user data keeps the gateway's defaults), with room to leave the cluster (a
+/// database write) and exit; the lifecycle hook's heartbeat must outlast it in
+/// turn. The provisioner does not build on the gateway crate, so
+/// tests/userdata.rs holds this against the gateway's own defaults.
+pub const STOP_TIMEOUT_SECS: u32 = 90;
 
 /// The whole `#cloud-config` document.
 pub fn render(spec: &Spec, inputs: &NodeInputs) -> String {
@@ -142,8 +149,8 @@ fn unit() -> String {
          Restart=always\n\
          RestartSec=2\n\
          LimitNOFILE={NOFILE}\n\
-         # SIGTERM drains: drain_delay + drain_timeout.\n\
-         TimeoutStopSec=90\n\
+         # SIGTERM drains for drain_delay + drain_timeout; this outlasts both.\n\
+         TimeoutStopSec={STOP_TIMEOUT_SECS}\n\
          \n\
          [Install]\n\
          WantedBy=multi-user.target\n"

@@ -1,10 +1,12 @@
 //! The nodes' cloud-config: cloud-init's own schema check, PyYAML for the structure,
 //! shellcheck on every script, and the gateway config's keys. The tools come from
 //! Debian packages (cloud-init, python3-yaml, shellcheck) that scripts/test installs;
-//! without them these tests fail.
+//! without them these tests fail. Last, README.md against the stack and the gateway:
+//! the health check target, the admin listener it reaches, the drain timings.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use provisioner::artifacts::Artifact;
 use provisioner::compute::NodeInputs;
@@ -12,7 +14,7 @@ use provisioner::database::Database;
 use provisioner::network::{Network, Subnet};
 use provisioner::secrets::Secrets;
 use provisioner::security::SecurityGroups;
-use provisioner::spec::{SecretStore, Spec, StackConfig};
+use provisioner::spec::{SecretStore, Spec, StackConfig, HEALTH_CHECK_TARGET};
 use provisioner::userdata;
 use serde_json::Value;
 
@@ -363,4 +365,178 @@ fn missing_tools_fail_with_a_hint() {
             .unwrap_err();
     let msg = msg.downcast_ref::<String>().unwrap();
     assert!(msg.contains("scripts/test installs them"), "{msg}");
+}
+
+// ---------- README.md, the stack and the gateway agree ----------
+// These need none of the tools above.
+
+fn readme() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    // Prose only: code blocks would throw the pairing of backticks off.
+    let mut prose = String::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code {
+            prose.push_str(line);
+            prose.push('\n');
+        }
+    }
+    prose
+}
+
+/// Every `code` span of the README with the prose before it, lines joined.
+fn code_spans(readme: &str) -> Vec<(String, String)> {
+    let flat = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let pieces: Vec<&str> = flat.split('`').collect();
+    pieces
+        .chunks(2)
+        .filter(|c| c.len() == 2)
+        .map(|c| (c[0].to_string(), c[1].to_string()))
+        .collect()
+}
+
+/// The default a README table gives `key`, from a row such as
+/// ``| `pg_host`, `pg_port` | `127.0.0.1`, `5432` | ...``.
+fn readme_default(readme: &str, key: &str) -> String {
+    let ticked = |cell: &str| -> Vec<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect()
+    };
+    readme
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+            let (keys, values) = (ticked(cells.first()?), ticked(cells.get(1)?));
+            let at = keys.iter().position(|k| k == key)?;
+            (keys.len() == values.len()).then(|| values[at].clone())
+        })
+        .next()
+        .unwrap_or_else(|| panic!("README.md has no table row with the default of `{key}`"))
+}
+
+fn seconds(text: &str) -> Duration {
+    Duration::from_secs_f64(
+        text.parse()
+            .unwrap_or_else(|_| panic!("{text:?} is not seconds")),
+    )
+}
+
+/// The node's `TimeoutStopSec`, as the user data writes it.
+fn stop_timeout(user_data: &str) -> Duration {
+    let found: Vec<&str> = user_data
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("TimeoutStopSec="))
+        .collect();
+    assert_eq!(found.len(), 1, "one TimeoutStopSec in the user data");
+    seconds(found[0])
+}
+
+#[test]
+fn readme_names_the_stacks_health_check() {
+    let mut targets = Vec::new();
+    for (before, span) in code_spans(&readme()) {
+        // "health check `X`", "health-checks `X`": X is a target.
+        let before = before.to_ascii_lowercase();
+        let before = before.trim_end().trim_end_matches('s');
+        let named_as_target = before.ends_with("health check") || before.ends_with("health-check");
+        // `HTTP:8001/status`, `TCP:8000`: the classic ELB's target syntax.
+        let elb_target = ["HTTP:", "HTTPS:", "TCP:", "SSL:"].iter().any(|p| {
+            span.strip_prefix(p)
+                .is_some_and(|r| r.starts_with(|c: char| c.is_ascii_digit()))
+        });
+        if named_as_target || elb_target {
+            targets.push(span);
+        }
+    }
+    assert!(
+        !targets.is_empty(),
+        "README.md names no health check target"
+    );
+    for t in &targets {
+        assert_eq!(
+            t, HEALTH_CHECK_TARGET,
+            "README.md names health check target `{t}`"
+        );
+    }
+}
+
+#[test]
+fn the_health_check_reaches_the_nodes_plain_admin_listener() {
+    let conf: toml::Table =
+        toml::from_str(&userdata::gateway_conf(&spec(SecretStore::Ssm), &inputs()))
+            .expect("gateway.conf is TOML");
+    let admin = conf["admin_listen"].as_str().expect("admin_listen is set");
+    // Parsed as the node parses it.
+    let listeners = gateway::config::listen::parse_listeners(admin).unwrap();
+    let port = userdata::health_check_port().expect("the target has a port");
+    let l = listeners
+        .iter()
+        .find(|l| l.addr.port() == port)
+        .unwrap_or_else(|| panic!("no admin listener on {port}, the health check's port: {admin}"));
+    assert!(HEALTH_CHECK_TARGET.starts_with("HTTP:"));
+    // The ELB checks in plain HTTP, without a PROXY header, from its own addresses.
+    assert!(
+        !l.ssl && !l.proxy_protocol && l.addr.ip().is_unspecified(),
+        "{l}"
+    );
+}
+
+#[test]
+fn drain_timings_agree_with_the_gateway_and_the_readme() {
+    let readme = readme();
+    let spec = spec(SecretStore::Ssm);
+    let user_data = userdata::render(&spec, &inputs());
+    let stop = stop_timeout(&user_data);
+
+    // The nodes drain with the gateway's defaults, which the README documents.
+    let conf: toml::Table =
+        toml::from_str(&userdata::gateway_conf(&spec, &inputs())).expect("gateway.conf is TOML");
+    assert!(
+        !conf.contains_key("drain_delay") && !conf.contains_key("drain_timeout"),
+        "the user data sets the drain itself; compare TimeoutStopSec with its values"
+    );
+    let gateway = gateway::config::Config::default();
+    assert_eq!(
+        seconds(&readme_default(&readme, "drain_delay")),
+        gateway.drain_delay
+    );
+    assert_eq!(
+        seconds(&readme_default(&readme, "drain_timeout")),
+        gateway.drain_timeout
+    );
+
+    // systemd lets the drain finish, and the lifecycle hook waits for systemd.
+    assert!(
+        stop > gateway.drain_delay + gateway.drain_timeout,
+        "TimeoutStopSec {stop:?} cuts the drain short"
+    );
+    let heartbeat = StackConfig::default().termination_drain_seconds;
+    assert_eq!(
+        readme_default(&readme, "termination_drain_seconds"),
+        heartbeat.to_string()
+    );
+    assert!(
+        Duration::from_secs(heartbeat as u64) > stop,
+        "the lifecycle hook gives up before systemd stops the node"
+    );
+
+    // What the README says of the unit is what it is.
+    let documented: Vec<String> = code_spans(&readme)
+        .into_iter()
+        .filter_map(|(_, span)| span.strip_prefix("TimeoutStopSec=").map(str::to_string))
+        .collect();
+    assert!(
+        !documented.is_empty(),
+        "README.md does not give TimeoutStopSec"
+    );
+    for d in documented {
+        assert_eq!(seconds(&d), stop, "README.md says TimeoutStopSec={d}");
+    }
 }

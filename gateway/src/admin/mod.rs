@@ -73,33 +73,48 @@ async fn node_info(State(s): State<AdminState>) -> Json<serde_json::Value> {
     }))
 }
 
-async fn status(State(s): State<AdminState>) -> Json<serde_json::Value> {
+/// Kong's `/status` body. It is also the classic ELB's health check (the
+/// provisioner's `HEALTH_CHECK_TARGET`, as in Kong's AWS guide), so it answers 503,
+/// with the same body, whenever [`unready`] has a reason: a draining node then
+/// leaves the ELB while its listeners still serve.
+async fn status(State(s): State<AdminState>) -> Response {
     // Without a database there is none to lose.
     let reachable = s.cluster.as_ref().is_none_or(|c| c.database_reachable());
+    let snapshot = s.shared.snapshot.load();
     let mut body = s.shared.status.to_json(reachable);
-    body["configuration_hash"] = json!(s.shared.snapshot.load().hash);
-    Json(body)
+    body["configuration_hash"] = json!(snapshot.hash);
+    let code = match unready(&s, &snapshot) {
+        None => StatusCode::OK,
+        Some(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (code, Json(body)).into_response()
 }
 
-/// 200 when this node should get traffic; a load balancer health check.
-/// A database outage does not make a node unready: it keeps proxying with its
-/// last configuration, and pulling every node out of the ELB at once for a
-/// database blip would turn it into a full outage.
+/// 200 `ready` when this node should get traffic, else 503 with the reason.
 async fn ready(State(s): State<AdminState>) -> Response {
+    match unready(&s, &s.shared.snapshot.load()) {
+        None => message(StatusCode::OK, "ready"),
+        Some(reason) => message(StatusCode::SERVICE_UNAVAILABLE, reason),
+    }
+}
+
+/// Why this node should get no traffic, or `None` when it should: the one
+/// readiness decision behind `/status` and `/status/ready`.
+/// A database outage is no reason: the node keeps proxying with its last
+/// configuration, and pulling every node out of the ELB at once for a database
+/// blip would turn it into a full outage.
+fn unready(s: &AdminState, snapshot: &Snapshot) -> Option<&'static str> {
     if s.shared.status.is_draining() {
-        return message(StatusCode::SERVICE_UNAVAILABLE, "draining");
+        return Some("draining");
     }
-    if !s.shared.snapshot.load().loaded {
-        return message(
-            StatusCode::SERVICE_UNAVAILABLE,
-            if s.cluster.is_some() {
-                "no configuration loaded from the database yet"
-            } else {
-                "no configuration available: set declarative_config or POST /config"
-            },
-        );
+    if !snapshot.loaded {
+        return Some(if s.cluster.is_some() {
+            "no configuration loaded from the database yet"
+        } else {
+            "no configuration available: set declarative_config or POST /config"
+        });
     }
-    message(StatusCode::OK, "ready")
+    None
 }
 
 /// Kong's DB-less `POST /config`: replace the whole configuration.

@@ -193,9 +193,11 @@ impl Gateway {
             .unwrap()
     }
 
+    /// `GET /status` of a node that should be serving (200); it answers 503
+    /// while draining or before a configuration is loaded.
     pub async fn status(&self) -> serde_json::Value {
         let r = send(self.admin, None, get("/status")).await.unwrap();
-        assert_eq!(r.status, 200);
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
         r.json()
     }
 }

@@ -1,8 +1,8 @@
 //! Writes the group: creates it on the template version, or updates what drifted
 //! (sizes, subnets, load balancers, health check, tags) and puts the lifecycle hook;
-//! deletes it and waits until its instances are gone.
+//! scales it to zero so its nodes drain through the hook, then deletes it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
@@ -14,7 +14,7 @@ use super::group::{
 use super::{lifecycle_hook_name, NodeInputs};
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
-use crate::progress::Poll;
+use crate::progress::{elapsed_text, Poll};
 
 fn template_spec(template_id: &str, version: i64) -> LaunchTemplateSpecification {
     LaunchTemplateSpecification::builder()
@@ -222,11 +222,22 @@ async fn update(
     Ok(())
 }
 
+/// Room beyond the lifecycle hook's heartbeat and the ELB's connection draining for
+/// EC2 to shut a drained node down and the group to let it go.
+const DRAIN_MARGIN: Duration = Duration::from_secs(300);
+
 pub async fn delete(ctx: &Ctx, current: &super::Current) -> Result<()> {
-    if current.group.is_none() {
+    let Some(group) = &current.group else {
         return Ok(());
-    }
+    };
     let name = ctx.spec.asg_name();
+    // A group AWS is already deleting takes no update; an empty one has none to drain.
+    if group.status.is_none() && !group.instances.is_empty() {
+        drain(ctx, &name).await?;
+    }
+    // Deleting the group with force_delete skips the termination lifecycle hook. After
+    // the drain the group is empty, so nothing skips its drain; a node still there
+    // after the drain's time (stuck, or protected from scale-in) is terminated here.
     match ctx
         .autoscaling
         .delete_auto_scaling_group()
@@ -236,11 +247,8 @@ pub async fn delete(ctx: &Ctx, current: &super::Current) -> Result<()> {
         .await
     {
         Ok(_) => {}
-        Err(e) if e.message().is_some_and(|m| m.contains("not found")) => return Ok(()),
-        Err(e)
-            if e.code() == Some("ScalingActivityInProgress")
-                || e.code() == Some("ResourceInUse") =>
-        {
+        Err(e) if not_found(&e) => return Ok(()),
+        Err(e) if busy(&e) => {
             return Err(e)
                 .aws(format!("delete auto scaling group {name}"))
                 .context("run the command again in a minute")
@@ -272,4 +280,82 @@ pub async fn delete(ctx: &Ctx, current: &super::Current) -> Result<()> {
     ctx.progress
         .line(format!("deleted autoscaling-group {name}"));
     Ok(())
+}
+
+/// Scales the group to zero so that every node goes through the termination lifecycle
+/// hook, as a scale-in does: the ELB deregisters it (and drains its connections), the
+/// node drains and completes the action, EC2 terminates it. Waits until the group is
+/// empty or the longest such drain is over.
+async fn drain(ctx: &Ctx, name: &str) -> Result<()> {
+    match ctx
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(name)
+        .min_size(0)
+        .desired_capacity(0)
+        .send()
+        .await
+    {
+        Ok(_) => {}
+        // Gone already: the deletion finds so too.
+        Err(e) if not_found(&e) => return Ok(()),
+        Err(e) if busy(&e) => {
+            return Err(e)
+                .aws(format!("scale auto scaling group {name} to zero"))
+                .context("run the command again in a minute")
+        }
+        Err(e) => return Err(e).aws(format!("scale auto scaling group {name} to zero")),
+    }
+    let c = &ctx.spec.config;
+    let hook_and_elb = c.termination_drain_seconds + c.connection_draining_timeout;
+    let limit = Duration::from_secs(hook_and_elb.max(0) as u64) + DRAIN_MARGIN;
+    let started = Instant::now();
+    // At the limit the check itself reports how many nodes are left, so that the group
+    // is deleted rather than the command failing; the wait's own limit, later by more
+    // than its longest poll interval, only backs that up.
+    let left = ctx
+        .progress
+        .wait(
+            &format!("autoscaling-group {name}"),
+            limit + Duration::from_secs(60),
+            || async {
+                let out = ctx
+                    .autoscaling
+                    .describe_auto_scaling_groups()
+                    .auto_scaling_group_names(name)
+                    .send()
+                    .await
+                    .aws(format!("describe auto scaling group {name}"))?;
+                let left = out
+                    .auto_scaling_groups()
+                    .first()
+                    .map_or(0, |g| g.instances().len());
+                Ok(if left == 0 || started.elapsed() >= limit {
+                    Poll::Ready(left)
+                } else {
+                    Poll::Pending(format!("{left} instance(s) draining"))
+                })
+            },
+        )
+        .await?;
+    if left > 0 {
+        ctx.progress.line(format!(
+            "autoscaling-group {name}: {left} instance(s) still there after {}; \
+             deleting the group terminates them",
+            elapsed_text(limit)
+        ));
+    }
+    Ok(())
+}
+
+fn not_found(e: &dyn ProvideErrorMetadata) -> bool {
+    e.message().is_some_and(|m| m.contains("not found"))
+}
+
+/// A scaling activity or another change holds the group; it passes.
+fn busy(e: &dyn ProvideErrorMetadata) -> bool {
+    matches!(
+        e.code(),
+        Some("ScalingActivityInProgress" | "ResourceInUse" | "ResourceContention")
+    )
 }
