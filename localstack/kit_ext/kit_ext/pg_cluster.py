@@ -4,6 +4,14 @@ Layout: <dir>/data (PGDATA), <dir>/run (its socket), <dir>/postgres.log. As root
 server and initdb run as the postgres user. Passwords never reach a command line or a
 log: initdb reads a 0600 file that is removed at once, ALTER ROLE goes in on stdin with
 statement logging off.
+
+TLS: RDS serves TLS and clients (the gateway nodes) connect with sslmode=require, so every
+cluster serves it too, with plain connections still allowed (pg_hba's `host` lines match
+both). One self-signed certificate (CN localhost, SAN localhost and 127.0.0.1) is made per
+kit home, in <kit home>/rds/tls/ next to clusters/, and each start points the server at it
+(kit.conf is rewritten on every start). Keeping it outside the data dirs means snapshots
+carry no private key, a restored snapshot serves TLS like any other cluster, and removing
+<kit home>/rds (`stop`, `reset`) removes it too.
 """
 
 import os
@@ -13,10 +21,15 @@ import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 
 PG_TOOLS = ("initdb", "pg_ctl", "postgres", "pg_basebackup", "psql")
 PG_FALLBACK_DIRS = ("/usr/lib/postgresql/15/bin",)
 TIMEOUT = 120
+TLS_CERT, TLS_KEY = "server.crt", "server.key"
+TLS_DAYS = 3650
+
+_tls_lock = threading.Lock()
 
 
 class DataError(Exception):
@@ -97,11 +110,90 @@ def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class Cluster:
-    """One PostgreSQL cluster in its own directory."""
+def _self_signed(cert_path: str, key_path: str) -> None:
+    """Writes a self-signed server certificate for localhost and 127.0.0.1 and its key
+    (0600). CA:FALSE with serverAuth, so libpq's verify-full and rustls both accept it
+    when it is also given as the root certificate."""
+    try:
+        import datetime
+        import ipaddress
 
-    def __init__(self, path: str, port: int, user: str):
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    except ImportError as e:
+        raise DataError(f"cannot make the RDS TLS certificate: the cryptography package is missing ({e})") from e
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=TLS_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.TraditionalOpenSSL,
+                serialization.NoEncryption(),
+            )
+        )
+    with open(cert_path, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    os.chmod(cert_path, 0o644)
+
+
+def ensure_tls(tls_dir: str) -> tuple[str, str]:
+    """(certificate, key) paths in tls_dir, made on first use. The directory is filled
+    aside and renamed into place, so a server never sees half of a pair. PostgreSQL
+    accepts the key only when its own user owns it with mode 0600."""
+    cert, key = os.path.join(tls_dir, TLS_CERT), os.path.join(tls_dir, TLS_KEY)
+    with _tls_lock:
+        if os.path.isfile(cert) and os.path.isfile(key):
+            return cert, key
+        parent = os.path.dirname(os.path.abspath(tls_dir))
+        os.makedirs(parent, exist_ok=True)
+        tmp = tempfile.mkdtemp(prefix=".tls-", dir=parent)
+        try:
+            _self_signed(os.path.join(tmp, TLS_CERT), os.path.join(tmp, TLS_KEY))
+            _chown_tree(tmp)
+            shutil.rmtree(tls_dir, ignore_errors=True)  # an incomplete pair left behind
+            try:
+                os.rename(tmp, tls_dir)
+            except OSError as e:  # another process made it meanwhile
+                if not (os.path.isfile(cert) and os.path.isfile(key)):
+                    raise DataError(f"cannot install the RDS TLS certificate in {tls_dir}: {e}") from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return cert, key
+
+
+class Cluster:
+    """One PostgreSQL cluster in its own directory.
+
+    tls_dir holds the TLS certificate and key the server uses; by default <kit home>/rds/tls
+    for a cluster in <kit home>/rds/clusters/<id>, i.e. ../../tls from path."""
+
+    def __init__(self, path: str, port: int, user: str, tls_dir: str | None = None):
         self.path, self.port, self.user = path, port, user
+        self.tls_dir = tls_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "tls")
         self.data = os.path.join(path, "data")
         self.sock = os.path.join(path, "run")
         if len(self.sock) > 90:  # a socket path must fit in 107 bytes
@@ -152,7 +244,8 @@ class Cluster:
         self.start()
 
     def _write_settings(self) -> None:
-        """kit.conf, included from postgresql.conf: where this copy listens."""
+        """kit.conf, included from postgresql.conf: where this copy listens, and its TLS."""
+        cert, key = ensure_tls(self.tls_dir)
         conf = os.path.join(self.data, "postgresql.conf")
         with open(conf, encoding="utf-8") as f:
             included = "include_if_exists = 'kit.conf'" in f.read()
@@ -166,6 +259,9 @@ class Cluster:
             "shared_buffers": "'16MB'",
             "max_connections": "40",
             "log_min_error_statement": "panic",
+            "ssl": "on",
+            "ssl_cert_file": quote_literal(cert),
+            "ssl_key_file": quote_literal(key),
         }
         path = os.path.join(self.data, "kit.conf")
         with open(path, "w", encoding="utf-8") as f:
