@@ -1,4 +1,8 @@
-"""A tiny upstream for the demo: answers every GET/POST with what it received."""
+"""A tiny upstream for the demos: answers every GET/POST with what it received, and
+from which address (the gateway node that sent it).
+
+    python3 echo_upstream.py [PORT [ADDRESS]]     (default 9001 on 127.0.0.1)
+"""
 import json
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -9,6 +13,7 @@ class Echo(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         body = self.rfile.read(length) if length else b""
         out = json.dumps({
+            "peer": self.client_address[0],
             "method": self.command,
             "path": self.path,
             "headers": dict(self.headers),
@@ -28,4 +33,5 @@ class Echo(BaseHTTPRequestHandler):
 
 if __name__ == "__main__":
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 9001
-    ThreadingHTTPServer(("127.0.0.1", port), Echo).serve_forever()
+    address = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
+    ThreadingHTTPServer((address, port), Echo).serve_forever()

@@ -177,7 +177,7 @@ kit_postgres_pids() {
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/}
     pid=${pid%/cmdline}
-    cmd=$(tr '\0' ' ' <"$f" 2>/dev/null) || continue
+    cmd=$({ tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
     if [[ $cmd == *"postgres -D $KIT_HOME/"* ]]; then printf '%s\n' "$pid"; fi
   done
   return 0
@@ -216,4 +216,39 @@ stop_localstack() {
     fi
     ((waited < 40)) || die "could not stop LocalStack (pid $pid)"
   done
+}
+
+# --- the data plane: instances, ELBs (HAProxy), namespaces -------------------------------
+
+# dataplane_pids prints the pids of the instances' processes and the ELBs' HAProxies of
+# this kit home (LocalStack stops them itself; these are leftovers of a kit that died).
+dataplane_pids() {
+  local f pid cmd
+  for f in /proc/[0-9]*/cmdline; do
+    pid=${f#/proc/}
+    pid=${pid%/cmdline}
+    cmd=$({ tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
+    case $cmd in
+      *"kit_ext.instance_init boot $KIT_HOME/instances/"* | *"haproxy"*"$KIT_HOME/elb/"*) printf '%s\n' "$pid" ;;
+    esac
+  done
+  return 0
+}
+
+# kit_namespaces prints the network namespaces the kit made (kit-vpc-*, kit-i-*).
+kit_namespaces() {
+  local ns
+  [ -d /run/netns ] || return 0
+  for ns in /run/netns/kit-*; do
+    [ -e "$ns" ] && printf '%s\n' "${ns#/run/netns/}"
+  done
+  return 0
+}
+
+# stop_dataplane kills what a dead kit left running and removes its namespaces.
+stop_dataplane() {
+  local pids pid ns
+  pids=$(dataplane_pids)
+  for pid in $pids; do kill -KILL "$pid" 2>/dev/null || true; done
+  for ns in $(kit_namespaces); do ip netns del "$ns" 2>/dev/null || true; done
 }

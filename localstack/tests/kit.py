@@ -76,6 +76,35 @@ def kit_postgres_pids() -> list[int]:
     return pids
 
 
+def dataplane_pids() -> list[int]:
+    """The instances' processes and the ELBs' HAProxies of the kit's home."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if f"instance_init boot {HOME}/" in cmd or ("haproxy" in cmd and f"{HOME}/elb/" in cmd):
+            pids.append(int(entry))
+    return pids
+
+
+def kit_namespaces() -> list[str]:
+    try:
+        return sorted(n for n in os.listdir("/run/netns") if n.startswith("kit-"))
+    except FileNotFoundError:
+        return []
+
+
+def kit_mounts() -> list[str]:
+    """Mount points the kit left in the host's mount namespace (namespace files)."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        return [line.split()[4] for line in f if "/run/netns/kit-" in line.split()[4]]
+
+
 def localstack_pids() -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):

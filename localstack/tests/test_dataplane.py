@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -39,41 +40,14 @@ instance_type = "t3.small"
 min_size = 2
 max_size = 4
 desired_capacity = 2
-health_check_grace_period = 15
+health_check_grace_period = 60
 connection_draining_timeout = 5
 termination_drain_seconds = 60
 """
 
 # An upstream service inside the VPC: a real instance whose unit answers with what it saw.
-ECHO_USER_DATA = f"""#cloud-config
-write_files:
-  - path: /usr/local/bin/echo-server
-    permissions: '0755'
-    content: |
-      #!/usr/bin/python3
-      import json
-      from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-      class Echo(BaseHTTPRequestHandler):
-          def do_GET(self):
-              body = json.dumps({{"peer": self.client_address[0], "path": self.path,
-                                 "headers": {{k.lower(): v for k, v in self.headers.items()}}}}).encode()
-              self.send_response(200)
-              self.send_header("Content-Type", "application/json")
-              self.send_header("Content-Length", str(len(body)))
-              self.end_headers()
-              self.wfile.write(body)
-          def log_message(self, *args):
-              pass
-      ThreadingHTTPServer(("0.0.0.0", {ECHO_PORT}), Echo).serve_forever()
-  - path: /etc/systemd/system/echo.service
-    content: |
-      [Service]
-      User=nobody
-      ExecStart=/usr/local/bin/echo-server
-      Restart=always
-runcmd:
-  - [systemctl, enable, --now, echo.service]
-"""
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples"))
+from echo_instance import user_data as echo_user_data  # noqa: E402
 
 
 def provisioner(*args: str, region: str = REGION, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -171,8 +145,8 @@ class Stack:
                            region=self.region)
 
     def balancer(self) -> dict:
-        name = f"{self.name}-elb"
-        return next(b for b in plane()["balancers"] if b["name"] == name and b.get("region", self.region) == self.region)
+        key = f"/{self.region}/{self.name}-elb"
+        return next(b for b in plane()["balancers"] if b["key"].endswith(key))
 
     def nodes(self) -> list[dict]:
         return [i for i in plane()["instances"] if i["stack"] == self.name and i["region"] == self.region]
@@ -248,7 +222,7 @@ class Dataplane(unittest.TestCase):
         ec2 = client("ec2", self.endpoint, stack.region)
         subnet = stack.outputs["private_subnet_ids"][0]
         inst = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, InstanceType="t3.micro",
-                                 SubnetId=subnet, UserData=ECHO_USER_DATA)["Instances"][0]
+                                 SubnetId=subnet, UserData=echo_user_data(ECHO_PORT))["Instances"][0]
         self.__class__.echo_id = inst["InstanceId"]
         return inst["PrivateIpAddress"]
 
@@ -275,6 +249,7 @@ class Dataplane(unittest.TestCase):
             code, body = request(address, "/echo")
             self.assertEqual(code, 200, body)
             echo = json.loads(body)
+            echo["headers"] = {k.lower(): v for k, v in echo["headers"].items()}
             peers.add(echo["peer"])
             seen.append(echo)
         self.assertEqual(peers, {node_a, node_b}, "each node serves requests through the ELB")
@@ -283,7 +258,8 @@ class Dataplane(unittest.TestCase):
             self.assertEqual(echo["headers"]["x-real-ip"], CLIENT_IP)
             self.assertTrue(echo["headers"]["x-forwarded-for"].endswith(CLIENT_IP))
         for n in s.nodes():
-            console = open(n["console_log"], encoding="utf-8", errors="replace").read()
+            with open(n["console_log"], encoding="utf-8", errors="replace") as f:
+                console = f.read()
             boot = [ln for ln in console.splitlines() if "cloud-init finished" in ln]
             self.assertTrue(boot and "errors" not in boot[0], console[-2000:])
             print(f"figure: node {n['instance_id']} boot: {boot[0].split('finished in ')[1]}")
@@ -302,7 +278,8 @@ class Dataplane(unittest.TestCase):
         self.assertEqual(dig(s.outputs["elb_dns_name"])[-1:], [address])
         code, body = request(dig(s.domain)[-1], "/echo", host=s.domain)
         self.assertEqual(code, 200, body)
-        self.assertEqual(json.loads(body)["headers"]["host"].split(":")[0], f"{self.echo_ip_of(s)}")
+        headers = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+        self.assertEqual(headers["host"].split(":")[0], self.echo_ip_of(s))
 
     def echo_ip_of(self, s: Stack) -> str:
         ec2 = client("ec2", self.endpoint, s.region)
@@ -337,7 +314,8 @@ class Dataplane(unittest.TestCase):
         self.assertEqual(len(gone), 2)
         home = os.path.dirname(os.path.dirname(s.nodes()[0]["console_log"]))
         for instance_id in gone:
-            drain = open(os.path.join(home, instance_id, "logs", "gateway-drain.service.log"), encoding="utf-8").read()
+            with open(os.path.join(home, instance_id, "logs", "gateway-drain.service.log"), encoding="utf-8") as f:
+                drain = f.read()
             self.assertIn("is terminating, draining the gateway", drain)
 
     def test_4_a_killed_node_is_replaced(self):

@@ -7,7 +7,8 @@ import subprocess
 import tempfile
 import unittest
 
-from kit import client, cluster_dirs, kit_postgres_pids, localstack_pids, run, start, wait
+from kit import (client, cluster_dirs, dataplane_pids, kit_mounts, kit_namespaces, kit_postgres_pids,
+                 localstack_pids, run, start, wait)
 
 
 def no_traceback(test: unittest.TestCase, out: subprocess.CompletedProcess) -> None:
@@ -77,12 +78,25 @@ class Lifecycle(unittest.TestCase):
         wait("instance available", lambda: rds.describe_db_instances(DBInstanceIdentifier="kit-stop-check")
              ["DBInstances"][0]["DBInstanceStatus"] == "available")
         self.assertTrue(kit_postgres_pids())
+        # A booted instance behind an ELB: the data plane's processes and namespaces.
+        ec2, elb = client("ec2", endpoint), client("elb", endpoint)
+        vpc = ec2.create_vpc(CidrBlock="10.93.0.0/16")["Vpc"]["VpcId"]
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.93.1.0/24")["Subnet"]["SubnetId"]
+        instance = ec2.run_instances(ImageId="ami-12345678", MinCount=1, MaxCount=1, SubnetId=subnet,
+                                     UserData="#cloud-config\nruncmd:\n  - [true]\n")["Instances"][0]["InstanceId"]
+        elb.create_load_balancer(LoadBalancerName="kit-stop-check", Subnets=[subnet],
+                                 Listeners=[{"Protocol": "TCP", "LoadBalancerPort": 80, "InstancePort": 8000}])
+        elb.register_instances_with_load_balancer(LoadBalancerName="kit-stop-check", Instances=[{"InstanceId": instance}])
+        wait("the instance and the ELB running", lambda: len(dataplane_pids()) >= 2 and len(kit_namespaces()) >= 2)
 
         out = run("stop")
         self.assertEqual(out.returncode, 0, out.stderr)
         self.assertEqual(localstack_pids(), [])
         self.assertEqual(kit_postgres_pids(), [])
         self.assertEqual(cluster_dirs(), [])
+        self.assertEqual(dataplane_pids(), [])
+        self.assertEqual(kit_namespaces(), [])
+        self.assertEqual(kit_mounts(), [])
         status = run("status")
         self.assertEqual(status.returncode, 3)
         self.assertIn("not running", status.stdout)

@@ -28,6 +28,7 @@ class _Instance:
         self.meta = meta
         self.tokens = imds.Tokens()
         self.servers: dict[int | str, asyncio.AbstractServer] = {}
+        self.conns: set[asyncio.StreamWriter] = set()  # closed when the instance goes
 
 
 class InstanceNet:
@@ -82,7 +83,7 @@ class InstanceNet:
                 LOG.warning("instance %s: %s", ns, e)
                 continue
             inst.servers[port] = await asyncio.start_server(
-                lambda r, w, port=port: self._forward(port, r, w), sock=sock
+                lambda r, w, port=port: self._forward(inst, port, r, w), sock=sock
             )
 
     async def _detach(self, ns: str) -> None:
@@ -90,13 +91,17 @@ class InstanceNet:
         if inst is not None:
             for server in inst.servers.values():
                 server.close()
+            for writer in list(inst.conns):
+                writer.close()
 
-    async def _forward(self, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _forward(self, inst: _Instance, port: int, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(HOST, port)
         except OSError:
             writer.close()
             return
+        inst.conns.update((writer, up_writer))
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
@@ -117,6 +122,7 @@ class InstanceNet:
         finally:
             for w in (writer, up_writer):
                 w.close()
+                inst.conns.discard(w)
 
     async def _imds(self, inst: _Instance, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """A minimal HTTP/1.1 server: one request per connection (Connection: close),

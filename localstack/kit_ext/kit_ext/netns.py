@@ -78,11 +78,19 @@ def elb_address(cidr: str) -> str:
     return str(net.broadcast_address - 1)
 
 
+_vpc_lock = threading.Lock()  # instances of one VPC boot at once
+
+
 def ensure_vpc(vpc_id: str, cidr: str) -> str:
     """Creates the VPC's namespace and bridge once; returns the namespace's name."""
     ns = vpc_ns(vpc_id)
-    if exists(ns):
-        return ns
+    with _vpc_lock:
+        if not exists(ns):
+            _create_vpc(ns, cidr)
+    return ns
+
+
+def _create_vpc(ns: str, cidr: str) -> None:
     _ip("netns", "add", ns)
     try:
         prefix = ipaddress.ip_network(cidr, strict=False).prefixlen
@@ -93,7 +101,6 @@ def ensure_vpc(vpc_id: str, cidr: str) -> str:
     except NetnsError:
         delete(ns)
         raise
-    return ns
 
 
 def add_instance(instance_id: str, vpc_id: str, cidr: str, ip: str) -> str:

@@ -32,7 +32,9 @@ def rds():
 
 @aws_provider(api="autoscaling")
 def autoscaling():
-    return moto_service("autoscaling")
+    from .autoscaling_api import table
+
+    return moto_service("autoscaling", table())
 
 
 @aws_provider(api="elb")

@@ -59,6 +59,27 @@ def preload_moto():
         importlib.import_module(module)
 
 
+@hooks.on_infra_start(priority=-10)
+def start_dataplane():
+    """Instances boot, ELBs balance, Route53 names resolve (dataplane.py); after
+    preload_moto, whose imports it relies on."""
+    from localstack.http import Response
+    from localstack.services.edge import ROUTER
+
+    from . import dataplane
+
+    plane = dataplane.start(kit_home())
+    ROUTER.add("/_kit/dataplane", lambda _request: Response.for_json(plane.report()), methods=["GET"])
+
+
+@hooks.on_infra_shutdown(priority=10)
+def stop_dataplane():
+    """Nodes first: they would otherwise log every lost database connection."""
+    from . import dataplane
+
+    dataplane.stop()
+
+
 @hooks.on_infra_shutdown()
 def stop_databases():
     if _data is not None:
