@@ -79,8 +79,9 @@ class DataPlane:
         self.instances.shutdown_all()
         self.balancers.stop_all()
         self.dns.stop()
-        for ns in netns.names():
+        for ns in list(netns.created_vpcs):
             netns.delete(ns)
+            netns.created_vpcs.discard(ns)
 
     # --- the loop ----------------------------------------------------------------------
 
@@ -261,9 +262,10 @@ class DataPlane:
                 for elb in list(backend.load_balancers.values()):
                     if elb.vpc_id:
                         used.add(netns.vpc_ns(elb.vpc_id))
-        for ns in netns.names():
-            if ns.startswith(netns.PREFIX + "vpc-") and ns not in used:
+        for ns in list(netns.created_vpcs):
+            if ns not in used:
                 netns.delete(ns)
+                netns.created_vpcs.discard(ns)
 
     # --- answers for the APIs -------------------------------------------------------------------
 

@@ -292,7 +292,8 @@ class Instances:
         threading.Thread(target=run, name=f"stop-{instance_id}", daemon=True).start()
 
     def shutdown_all(self) -> None:
-        """The kit stops: every instance, at once, and their namespaces."""
+        """The kit stops: every instance, at once, and their namespaces (the VPCs'
+        are the data plane's to remove)."""
         with self.lock:
             items = list(self.booted.values())
             self.booted.clear()
@@ -301,8 +302,6 @@ class Instances:
             t.start()
         for t in threads:
             t.join()
-        for ns in netns.names():
-            netns.delete(ns)
 
     # --- state --------------------------------------------------------------------------
 

@@ -79,6 +79,9 @@ def elb_address(cidr: str) -> str:
 
 
 _vpc_lock = threading.Lock()  # instances of one VPC boot at once
+# The VPC namespaces this process made: the only ones it may remove (another process,
+# a test say, may run namespaces of its own beside the kit's).
+created_vpcs: set[str] = set()
 
 
 def ensure_vpc(vpc_id: str, cidr: str) -> str:
@@ -87,6 +90,7 @@ def ensure_vpc(vpc_id: str, cidr: str) -> str:
     with _vpc_lock:
         if not exists(ns):
             _create_vpc(ns, cidr)
+        created_vpcs.add(ns)
     return ns
 
 

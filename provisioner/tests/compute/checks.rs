@@ -161,6 +161,6 @@ pub async fn created(ctx: &Ctx, inputs: &NodeInputs, done: &Compute) {
         h.lifecycle_transition(),
         Some("autoscaling:EC2_INSTANCE_TERMINATING")
     );
-    assert_eq!(h.heartbeat_timeout(), Some(180));
+    assert_eq!(h.heartbeat_timeout(), Some(30));
     assert_eq!(h.default_result(), Some("CONTINUE"));
 }
