@@ -171,16 +171,23 @@ pg_ctl_bin() {
   return 1
 }
 
-# kit_postgres_pids prints the pids of PostgreSQL servers whose data lives under KIT_HOME.
-kit_postgres_pids() {
+# proc_cmdlines prints "PID COMMAND LINE" for every process (gone ones are skipped).
+proc_cmdlines() {
   local f pid cmd
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/}
     pid=${pid%/cmdline}
     cmd=$({ tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
-    if [[ $cmd == *"postgres -D $KIT_HOME/"* ]]; then printf '%s\n' "$pid"; fi
+    printf '%s %s\n' "$pid" "$cmd"
   done
-  return 0
+}
+
+# kit_postgres_pids prints the pids of PostgreSQL servers whose data lives under KIT_HOME.
+kit_postgres_pids() {
+  local pid cmd
+  while read -r pid cmd; do
+    if [[ $cmd == *"postgres -D $KIT_HOME/"* ]]; then printf '%s\n' "$pid"; fi
+  done < <(proc_cmdlines)
 }
 
 # stop_postgres stops every PostgreSQL the kit started, then removes their files.
@@ -223,16 +230,12 @@ stop_localstack() {
 # dataplane_pids prints the pids of the instances' processes and the ELBs' HAProxies of
 # this kit home (LocalStack stops them itself; these are leftovers of a kit that died).
 dataplane_pids() {
-  local f pid cmd
-  for f in /proc/[0-9]*/cmdline; do
-    pid=${f#/proc/}
-    pid=${pid%/cmdline}
-    cmd=$({ tr '\0' ' ' <"$f"; } 2>/dev/null) || continue
+  local pid cmd
+  while read -r pid cmd; do
     case $cmd in
       *"kit_ext.instance_init boot $KIT_HOME/instances/"* | *"haproxy"*"$KIT_HOME/elb/"*) printf '%s\n' "$pid" ;;
     esac
-  done
-  return 0
+  done < <(proc_cmdlines)
 }
 
 # kit_namespaces prints the network namespaces the kit made (kit-vpc-*, kit-i-*).

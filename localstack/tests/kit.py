@@ -60,36 +60,31 @@ def cluster_dirs() -> list[str]:
     return sorted(os.listdir(root)) if os.path.isdir(root) else []
 
 
-def kit_postgres_pids() -> list[int]:
-    """PostgreSQL servers whose data directory is under the kit's home."""
-    pids = []
+def processes() -> dict[int, str]:
+    """Every process's command line, by pid (processes that end meanwhile are skipped)."""
+    out = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+                out[int(entry)] = f.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "postgres -D " + HOME + "/" in cmd:
-            pids.append(int(entry))
-    return pids
+    return out
+
+
+def kit_postgres_pids() -> list[int]:
+    """PostgreSQL servers whose data directory is under the kit's home."""
+    return [pid for pid, cmd in processes().items() if "postgres -D " + HOME + "/" in cmd]
 
 
 def dataplane_pids() -> list[int]:
     """The instances' processes and the ELBs' HAProxies of the kit's home."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if f"instance_init boot {HOME}/" in cmd or ("haproxy" in cmd and f"{HOME}/elb/" in cmd):
-            pids.append(int(entry))
-    return pids
+    return [
+        pid for pid, cmd in processes().items()
+        if f"instance_init boot {HOME}/" in cmd or ("haproxy" in cmd and f"{HOME}/elb/" in cmd)
+    ]
 
 
 def kit_namespaces() -> list[str]:
@@ -107,18 +102,16 @@ def kit_mounts() -> list[str]:
 
 def localstack_pids() -> list[int]:
     pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
+    for pid, cmd in processes().items():
+        if "localstack.runtime.main" not in cmd:
             continue
         try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
-            with open(f"/proc/{entry}/environ", "rb") as f:
+            with open(f"/proc/{pid}/environ", "rb") as f:
                 env = f.read().split(b"\0")
         except OSError:
             continue
-        if "localstack.runtime.main" in cmd and f"LOCALSTACK_KIT_HOME={HOME}".encode() in env:
-            pids.append(int(entry))
+        if f"LOCALSTACK_KIT_HOME={HOME}".encode() in env:
+            pids.append(pid)
     return pids
 
 

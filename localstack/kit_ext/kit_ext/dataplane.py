@@ -252,11 +252,9 @@ class DataPlane:
 
     def _gc_vpcs(self) -> None:
         """A VPC's namespace goes when no instance and no ELB uses it any more."""
-        used = {b["namespace"] for b in self.instances.listing()}
-        used |= {netns.vpc_ns(b.launch.vpc_id) for b in [self.instances.get(i["instance_id"]) for i in self.instances.listing()] if b}
-        used |= {p.get("netns") for p in self.balancers.processes() if p.get("netns")}
         from moto.elb.models import elb_backends
 
+        used = {netns.vpc_ns(i["vpc_id"]) for i in self.instances.listing()}
         for regions in list(elb_backends.values()):
             for backend in list(regions.values()):
                 for elb in list(backend.load_balancers.values()):
@@ -322,7 +320,7 @@ def _patch_moto(plane: DataPlane) -> None:
     name form (moto named every one `<name>.us-east-1.elb.amazonaws.com`, whatever its
     region), and answers DescribeInstanceHealth from the real health checks."""
     from moto.autoscaling.models import FakeAutoScalingGroup
-    from moto.ec2.models.instances import Instance, InstanceBackend
+    from moto.ec2.models.instances import InstanceBackend
     from moto.elb.models import ELBBackend
 
     def waking(cls, name):
@@ -344,7 +342,6 @@ def _patch_moto(plane: DataPlane) -> None:
         "create_load_balancer_listeners", "delete_load_balancer_listeners",
     ):
         waking(ELBBackend, name)
-    del Instance  # the backend calls above cover every state change
 
     create = ELBBackend.create_load_balancer
 

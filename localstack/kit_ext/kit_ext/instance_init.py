@@ -544,21 +544,13 @@ def cloud_init(reaper: Reaper, user_data: bytes, env: dict[str, str]) -> bool:
 
     if config.get("bootcmd"):
         ok &= run_script(reaper, commands(config["bootcmd"]), "bootcmd", env) == 0
-    deferred = []
-    for entry in config.get("write_files") or []:
-        if entry.get("defer"):
-            deferred.append(entry)
-            continue
+    entries = config.get("write_files") or []
+    # Deferred files are written after the others (cloud-init: after users are made).
+    for entry in [e for e in entries if not e.get("defer")] + [e for e in entries if e.get("defer")]:
         try:
             write_file(entry)
         except (OSError, KeyError, ValueError) as e:
             log(f"write_files: {entry.get('path')}: {e}")
-            ok = False
-    for entry in deferred:
-        try:
-            write_file(entry)
-        except (OSError, KeyError, ValueError) as e:
-            log(f"write_files (deferred): {entry.get('path')}: {e}")
             ok = False
     if config.get("runcmd"):
         ok &= run_script(reaper, commands(config["runcmd"]), "runcmd", env) == 0
