@@ -318,6 +318,24 @@ class Dataplane(unittest.TestCase):
                 drain = f.read()
             self.assertIn("is terminating, draining the gateway", drain)
 
+    def test_3b_terminate_in_group_drains_and_replaces(self):
+        s = self.main
+        asg = client("autoscaling", self.endpoint, s.region)
+        group = s.outputs["asg_name"]
+        victim = s.nodes()[0]["instance_id"]
+        asg.terminate_instance_in_auto_scaling_group(InstanceId=victim, ShouldDecrementDesiredCapacity=False)
+
+        def state():
+            g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
+            return {i["InstanceId"]: i["LifecycleState"] for i in g["Instances"]}
+
+        self.assertEqual(state().get(victim), "Terminating:Wait")
+        wait("the victim gone through its drain helper", lambda: victim not in state(), 45)
+        wait("a replacement InService", lambda: len(s.in_service()) == 2 and victim not in s.in_service(), 120)
+        home = os.path.dirname(os.path.dirname(s.nodes()[0]["console_log"]))
+        with open(os.path.join(home, victim, "logs", "gateway-drain.service.log"), encoding="utf-8") as f:
+            self.assertIn("is terminating, draining the gateway", f.read())
+
     def test_4_a_killed_node_is_replaced(self):
         s = self.main
         address = self.address(s)
