@@ -11,7 +11,6 @@ unittest -v test_balancers
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys

@@ -57,6 +57,7 @@ class DataPlane:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._dns_names: dict[str, str] = {}  # ELB DNS name -> balancer key
+        self._warned: set[str] = set()
         self._thread = threading.Thread(target=self._run, name="kit-dataplane", daemon=True)
 
     def start(self) -> None:
@@ -184,8 +185,14 @@ class DataPlane:
                     if spec is not None:
                         specs.append(spec)
                         names[elb.dns_name.lower().rstrip(".")] = spec.key
-        self.balancers.converge(specs)
         self._dns_names = names
+        try:
+            self.balancers.converge(specs)
+        except lb.BalancerError as e:
+            # Every tick tries again; say it once, not every second.
+            if str(e) not in self._warned:
+                self._warned.add(str(e))
+                LOG.error("load balancers: %s", e)
 
     def _spec(self, account_id: str, region: str, elb) -> "lb.BalancerSpec | None":
         if not elb.vpc_id:
