@@ -360,6 +360,17 @@ class Manager:
             t.join()
 
 
+def read_line(sock: socket.socket) -> bytes:
+    """One newline-terminated message (the control protocol's unit)."""
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def serve_control(manager: Manager) -> None:
     """The systemctl shim's server: one JSON request and reply per connection."""
     if os.path.exists(CONTROL_SOCKET):
@@ -372,13 +383,7 @@ def serve_control(manager: Manager) -> None:
     def handle(conn: socket.socket) -> None:
         with conn:
             try:
-                data = b""
-                while not data.endswith(b"\n"):
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                reply = control(manager, json.loads(data))
+                reply = control(manager, json.loads(read_line(conn)))
             except Exception as e:
                 reply = {"exit": 1, "out": "", "err": f"{e}\n"}
             conn.sendall(json.dumps(reply).encode() + b"\n")
@@ -438,12 +443,7 @@ def systemctl_main(argv: list[str]) -> int:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
             s.connect(CONTROL_SOCKET)
             s.sendall(json.dumps({"args": argv}).encode() + b"\n")
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
+            data = read_line(s)
         reply = json.loads(data)
     except (OSError, ValueError) as e:
         print(f"systemctl: cannot reach the instance's init ({CONTROL_SOCKET}): {e}", file=sys.stderr)

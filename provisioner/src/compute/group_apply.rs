@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use aws_sdk_autoscaling::types::{LaunchTemplateSpecification, Tag};
+use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::group::{
@@ -238,22 +239,15 @@ pub async fn delete(ctx: &Ctx, current: &super::Current) -> Result<()> {
     // Deleting the group with force_delete skips the termination lifecycle hook. After
     // the drain the group is empty, so nothing skips its drain; a node still there
     // after the drain's time (stuck, or protected from scale-in) is terminated here.
-    match ctx
+    let deleted = ctx
         .autoscaling
         .delete_auto_scaling_group()
         .auto_scaling_group_name(&name)
         .force_delete(true)
         .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if not_found(&e) => return Ok(()),
-        Err(e) if busy(&e) => {
-            return Err(e)
-                .aws(format!("delete auto scaling group {name}"))
-                .context("run the command again in a minute")
-        }
-        Err(e) => return Err(e).aws(format!("delete auto scaling group {name}")),
+        .await;
+    if !group_call(deleted, format!("delete auto scaling group {name}"))? {
+        return Ok(());
     }
     ctx.progress
         .wait(
@@ -287,24 +281,17 @@ pub async fn delete(ctx: &Ctx, current: &super::Current) -> Result<()> {
 /// node drains and completes the action, EC2 terminates it. Waits until the group is
 /// empty or the longest such drain is over.
 async fn drain(ctx: &Ctx, name: &str) -> Result<()> {
-    match ctx
+    let scaled = ctx
         .autoscaling
         .update_auto_scaling_group()
         .auto_scaling_group_name(name)
         .min_size(0)
         .desired_capacity(0)
         .send()
-        .await
-    {
-        Ok(_) => {}
-        // Gone already: the deletion finds so too.
-        Err(e) if not_found(&e) => return Ok(()),
-        Err(e) if busy(&e) => {
-            return Err(e)
-                .aws(format!("scale auto scaling group {name} to zero"))
-                .context("run the command again in a minute")
-        }
-        Err(e) => return Err(e).aws(format!("scale auto scaling group {name} to zero")),
+        .await;
+    // Gone already: the deletion finds so too.
+    if !group_call(scaled, format!("scale auto scaling group {name} to zero"))? {
+        return Ok(());
     }
     let c = &ctx.spec.config;
     let hook_and_elb = c.termination_drain_seconds + c.connection_draining_timeout;
@@ -346,6 +333,23 @@ async fn drain(ctx: &Ctx, name: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The outcome of a call on the group: Ok(true) when it was made, Ok(false) when the
+/// group is gone; a busy group's error says to try again.
+fn group_call<T, E, R>(result: Result<T, SdkError<E, R>>, operation: String) -> Result<bool>
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(e) if not_found(&e) => Ok(false),
+        Err(e) if busy(&e) => Err(e)
+            .aws(operation)
+            .context("run the command again in a minute"),
+        Err(e) => Err(e).aws(operation),
+    }
 }
 
 fn not_found(e: &dyn ProvideErrorMetadata) -> bool {
