@@ -210,11 +210,15 @@ class Dataplane(unittest.TestCase):
         ssm = client("ssm", self.endpoint, stack.region)
         token = ssm.get_parameter(Name=f"/{stack.name}/gateway/admin-token", WithDecryption=True)["Parameter"]["Value"]
         vpc_ns = next(n for n in os.listdir("/run/netns") if n == "kit-vpc-" + stack.outputs["vpc_id"].removeprefix("vpc-"))
-        args = ["ip", "netns", "exec", vpc_ns, "curl", "-sS", "--max-time", "10", "-X", method,
-                "-H", f"Kong-Admin-Token: {token}", f"http://{node_ip}:8001{path}"]
-        if body is not None:
-            args += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
-        out = subprocess.run(args, capture_output=True, text=True, timeout=20, check=True)
+        # The token reaches curl through a 0600 file, never a command line.
+        with tempfile.NamedTemporaryFile("w", prefix="admin-token-", dir=self.tmp) as header:
+            header.write(f"Kong-Admin-Token: {token}\n")
+            header.flush()
+            args = ["ip", "netns", "exec", vpc_ns, "curl", "-sS", "--max-time", "10", "-X", method,
+                    "-H", f"@{header.name}", f"http://{node_ip}:8001{path}"]
+            if body is not None:
+                args += ["-H", "Content-Type: application/json", "--data", json.dumps(body)]
+            out = subprocess.run(args, capture_output=True, text=True, timeout=20, check=True)
         return json.loads(out.stdout)
 
     def echo_instance(self, stack: Stack) -> str:
