@@ -72,7 +72,6 @@ converge() picks it up once the namespace exists.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import ipaddress
 import logging
@@ -88,18 +87,19 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 
+from .haproxy import cli, group_members, kill_group, listening_addresses, parse_proc, parse_stat
+from .netns import exists as netns_exists
+
 LOG = logging.getLogger(__name__)
 
 HAPROXY = "/usr/sbin/haproxy"
 ADDRESS_POOL = ipaddress.ip_network("127.100.0.0/16")
-NETNS_DIR = "/var/run/netns"  # where `ip netns` puts them and HAProxy looks for them
 # Old workers keep serving their established connections after a reload, up to this
 # long (AWS's maximum draining timeout; also bounds a long-lived connection across a
 # registration change).
 HARD_STOP_AFTER = 3600
 CONNECT_TIMEOUT = 5  # s, HAProxy -> instance
 START_TIMEOUT = 15.0  # s, for a start or a reload to report success or failure
-CLI_TIMEOUT = 5.0
 ADDRESS_PROBES = 16  # addresses tried when the first choice's ports are taken
 
 IN_SERVICE = ("InService", "N/A", "N/A")
@@ -228,10 +228,6 @@ def validate(spec: BalancerSpec) -> None:
             raise bad(f"instance {b.instance_id}: {b.ip!r} is not an IPv4 address") from None
 
 
-def netns_exists(name: str) -> bool:
-    return os.path.exists(os.path.join(NETNS_DIR, name))
-
-
 def render(spec: BalancerSpec, address: str, paths: "_Paths", servers: list[tuple[str, Backend]]) -> str:
     """The HAProxy configuration of one ELB with exactly `servers` (name, backend).
 
@@ -287,132 +283,6 @@ def state_file(spec: BalancerSpec, servers: list[tuple[str, Backend]], up: set[s
         op = _SRV_ST_RUNNING if name in up else _SRV_ST_STOPPED
         out.append(f"0 health 0 {name} {b.ip} {op} 0 1 1 0 1 0 0 {_CHK_ST_CONFIGURED_ENABLED} 0 0 0 - {port} - 0 {port} - - 0")
     return "\n".join(out) + "\n"
-
-
-def cli(path: str, command: str, timeout: float = CLI_TIMEOUT) -> str:
-    """One command on a HAProxy stats socket or master CLI; returns its whole answer."""
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(command.encode() + b"\n")
-        s.shutdown(socket.SHUT_WR)  # the master CLI answers only once it sees the end
-        chunks = []
-        while chunk := s.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
-
-
-def parse_stat(text: str) -> list[dict[str, str]]:
-    """`show stat` CSV into dicts keyed by column name."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    if not lines or not lines[0].startswith("# "):
-        return []
-    header = lines[0][2:].split(",")
-    return [dict(zip(header, row)) for row in csv.reader(lines[1:])]
-
-
-@dataclass
-class _Procs:
-    current: list[int]
-    old: list[int]
-    failed: int  # failed reloads since the last successful one
-
-
-def parse_proc(text: str) -> _Procs:
-    """The master CLI's `show proc`."""
-    current, old, failed, section = [], [], 0, ""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            section = line.strip()
-            continue
-        parts = line.split()
-        if len(parts) < 2:
-            continue
-        if parts[1] == "master":
-            m = re.search(r"\[failed: (\d+)\]", line)
-            failed = int(m.group(1)) if m else 0
-        elif parts[1] == "worker" and parts[0].isdigit():
-            (old if section == "# old workers" else current).append(int(parts[0]))
-    return _Procs(current, old, failed)
-
-
-def listening_addresses() -> set[str]:
-    """IPv4 addresses with a listening TCP socket in this network namespace."""
-    found = set()
-    try:
-        with open("/proc/net/tcp") as f:
-            next(f)
-            for line in f:
-                parts = line.split()
-                if len(parts) > 3 and parts[3] == "0A":  # TCP_LISTEN
-                    # The address is the 32-bit value in host (little-endian) order.
-                    found.add(socket.inet_ntoa(bytes.fromhex(parts[1].split(":")[0])[::-1]))
-    except (OSError, StopIteration, ValueError):
-        pass
-    return found
-
-
-def _pgid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            # Field 5 is the process group; the command name (field 2) may hold spaces.
-            return int(f.read().rsplit(")", 1)[1].split()[2])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def group_members(pgid: int, config: str) -> list[int]:
-    """Live processes of process group `pgid` running HAProxy on `config`: the master
-    and its workers. Both conditions, so a recycled pid is never taken for ours."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            pid = int(entry)
-            if _pgid(pid) == pgid and config in _cmdline(pid) and not _is_zombie(pid):
-                found.append(pid)
-    return found
-
-
-def kill_group(pgid: int, config: str, proc: subprocess.Popen | None = None, grace: float = 3.0) -> None:
-    """Stops master and workers: SIGTERM (the master stops its workers too), then
-    SIGKILL for whatever is left after `grace` seconds."""
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 2.0)):
-        members = group_members(pgid, config)
-        if not members:
-            break
-        for pid in members:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if proc is not None:
-                proc.poll()  # reap our child so it does not linger as a zombie
-            if not group_members(pgid, config):
-                break
-            time.sleep(0.05)
-    if proc is not None:
-        try:
-            proc.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            LOG.warning("haproxy master %s did not exit", proc.pid)
 
 
 # --- one ELB ---------------------------------------------------------------------------

@@ -44,6 +44,11 @@ def _ci(d: dict, key: str, default=None):
     return default
 
 
+def elb_key(account_id: str, region: str, name: str) -> str:
+    """How the data plane names an ELB to balancers.py."""
+    return f"{account_id}/{region}/{name}"
+
+
 def _flag(value) -> bool:
     return value is True or str(value).lower() == "true"
 
@@ -163,11 +168,19 @@ class DataPlane:
         from moto.autoscaling.models import autoscaling_backends
 
         self.lifecycle.expire()
+        health: dict[str, dict] = {}  # one `show stat` per ELB and tick, however many instances
+
+        def elb_health(account_id: str, region: str, elb: str, instance_id: str):
+            key = elb_key(account_id, region, elb)
+            if key not in health:
+                health[key] = self.elb_health(account_id, region, elb)
+            return health[key].get(instance_id)
+
         for account_id, regions in list(autoscaling_backends.items()):
             for region, backend in list(regions.items()):
                 for group in list(backend.autoscaling_groups.values()):
                     self.lifecycle.replace_unhealthy(
-                        group, lambda elb, iid, a=account_id, r=region: self.instance_health(a, r, elb, iid)
+                        group, lambda elb, iid, a=account_id, r=region: elb_health(a, r, elb, iid)
                     )
                     for state in list(group.instance_states):
                         booted = self.instances.get(state.instance.id)
@@ -228,7 +241,7 @@ class DataPlane:
         if backends or elb.instance_ids:
             netns.ensure_vpc(elb.vpc_id, self._vpc_cidr(account_id, region, elb.vpc_id))
         return lb.BalancerSpec(
-            key=f"{account_id}/{region}/{elb.name}",
+            key=elb_key(account_id, region, elb.name),
             name=elb.name,
             region=region,
             dns_name=elb.dns_name,
@@ -274,10 +287,10 @@ class DataPlane:
 
     # --- answers for the APIs -------------------------------------------------------------------
 
-    def instance_health(self, account_id: str, region: str, elb_name: str, instance_id: str):
-        """(State, ReasonCode, Description) from the ELB's real health checks, or None
-        when the kit runs no balancer for that ELB."""
-        return self.balancers.instance_health(f"{account_id}/{region}/{elb_name}").get(instance_id)
+    def elb_health(self, account_id: str, region: str, elb_name: str) -> dict[str, tuple[str, str, str]]:
+        """Instance id -> (State, ReasonCode, Description) from the ELB's real health
+        checks; empty when the kit runs no balancer for that ELB."""
+        return self.balancers.instance_health(elb_key(account_id, region, elb_name))
 
     def balancer_address(self, dns_name: str) -> str | None:
         key = self._dns_names.get(dns_name.lower().rstrip("."))
@@ -363,10 +376,11 @@ def _patch_moto(plane: DataPlane) -> None:
 
     def describe_instance_health(self, lb_name, instances):
         answer = describe(self, lb_name, instances)
+        states = plane.elb_health(self.account_id, self.region_name, lb_name)
         for item in answer:
             if item.get("State") == "Unknown":
                 continue
-            health = plane.instance_health(self.account_id, self.region_name, lb_name, item["InstanceId"])
+            health = states.get(item["InstanceId"])
             if health is None:
                 health = ("OutOfService", "Instance", "Instance has not booted on the kit (no bootable user data).")
             item["State"], item["ReasonCode"], item["Description"] = health

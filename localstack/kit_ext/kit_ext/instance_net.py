@@ -53,9 +53,6 @@ class InstanceNet:
     def detach(self, ns: str) -> None:
         self._call(self._detach(ns))
 
-    def attached(self) -> list[str]:
-        return list(self._instances)
-
     # --- on the loop -------------------------------------------------------------
 
     async def _attach(self, ns: str, meta, ports: set[int]) -> None:

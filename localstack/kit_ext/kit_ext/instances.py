@@ -26,8 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import imds, netns
 from .instance_init import FRESH_DIRS, OVERLAY_DIRS
@@ -64,7 +63,6 @@ class Booted:
     proc: subprocess.Popen | None = None
     state: str = "booting"  # booting, running, dead, stopping, stopped, failed
     error: str | None = None
-    launched_at: float = field(default_factory=time.time)
     lifecycle: str | None = None  # the group's target lifecycle state, for IMDS
 
     @property

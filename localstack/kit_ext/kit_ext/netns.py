@@ -50,14 +50,6 @@ def exists(name: str) -> bool:
     return os.path.exists(os.path.join(NETNS_DIR, name))
 
 
-def names() -> list[str]:
-    """The kit's namespaces (kit-*) that exist now."""
-    try:
-        return sorted(n for n in os.listdir(NETNS_DIR) if n.startswith(PREFIX))
-    except FileNotFoundError:
-        return []
-
-
 def vpc_ns(vpc_id: str) -> str:
     return f"{PREFIX}vpc-{vpc_id.removeprefix('vpc-')}"
 
