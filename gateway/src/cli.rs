@@ -86,6 +86,17 @@ enum ConfigCommand {
         #[command(flatten)]
         conf: ConfArgs,
     },
+    /// Print a JSON fingerprint of the database's configuration (read-only, no secrets).
+    ///
+    /// One JSON object: the `configuration_hash` a node built from this
+    /// database reports in /status, counts, ids, names and timestamps of every
+    /// entity (and route paths), the newest change and heartbeat, and the
+    /// migrations. It never prints a key, a credential or a plugin's config.
+    #[command(name = "db_fingerprint")]
+    DbFingerprint {
+        #[command(flatten)]
+        conf: ConfArgs,
+    },
     /// Load a declarative FILE into the database (entities with the same id
     /// are replaced; nothing else is removed).
     #[command(name = "db_import")]
@@ -131,6 +142,9 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Config(ConfigCommand::DbExport { file, conf }) => {
             crate::db_cli::export(&database_config(&conf)?, &file)
+        }
+        Command::Config(ConfigCommand::DbFingerprint { conf }) => {
+            crate::db_cli::fingerprint(&database_config(&conf)?)
         }
         Command::Config(ConfigCommand::DbImport { file, conf }) => {
             crate::db_cli::import(&database_config(&conf)?, &file)

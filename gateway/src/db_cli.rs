@@ -1,5 +1,5 @@
 //! The commands that work on the database directly: `migrations ...` and
-//! `config db_export | db_import`.
+//! `config db_export | db_import | db_fingerprint`.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
+use crate::fingerprint::Fingerprint;
 use crate::store::migrations::{self, Outcome, State};
 use crate::store::{load, Store};
 
@@ -123,6 +124,23 @@ pub fn export(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
             entities.certificates.len(),
             file.display()
         );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Prints the database's [`Fingerprint`] as one JSON object. Only reads.
+pub fn fingerprint(config: &Config) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = connect(config).await?;
+        let state = migrations::state(&store).await?;
+        let fingerprint = match state {
+            State::NotBootstrapped => Fingerprint::not_bootstrapped(),
+            State::Ready { .. } => {
+                let (_, entities, facts) = load::load_with_cluster_facts(&store).await?;
+                Fingerprint::of(&entities, &facts, &state)
+            }
+        };
+        println!("{}", fingerprint.to_json());
         Ok(ExitCode::SUCCESS)
     })
 }

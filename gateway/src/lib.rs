@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod db_cli;
 pub mod declarative;
+pub mod fingerprint;
 pub mod health;
 pub mod listener;
 pub mod model;

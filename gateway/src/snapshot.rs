@@ -115,7 +115,7 @@ impl Snapshot {
         Ok(Snapshot {
             router,
             routes: entries.into_boxed_slice(),
-            hash: digest(&entities),
+            hash: configuration_hash(&entities),
             entities: Arc::new(entities),
             loaded: true,
         })
@@ -200,8 +200,10 @@ fn header_value(s: &str) -> Result<HeaderValue, SnapshotError> {
         .map_err(|_| SnapshotError::Service(s.to_string(), "not a valid Host header".into()))
 }
 
-/// SHA-256 of the canonical JSON of the entities, first 16 bytes in hex.
-fn digest(entities: &Entities) -> String {
+/// Kong's `configuration_hash` of a set of entities, as `/status` reports it:
+/// SHA-256 of their canonical JSON, first 16 bytes in hex. The one definition,
+/// shared by [`Snapshot::build`] and `gateway config db_fingerprint`.
+pub fn configuration_hash(entities: &Entities) -> String {
     let json = serde_json::to_vec(entities).unwrap_or_default();
     let d = ring::digest::digest(&ring::digest::SHA256, &json);
     d.as_ref()[..16]
