@@ -10,8 +10,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::aws::{sdk_config, AwsOptions};
 use crate::context::Ctx;
 use crate::progress::Progress;
-use crate::spec::{Spec, StackConfig};
-use crate::stack;
+use crate::spec::{DrConfig, Spec, StackConfig};
+use crate::{artifacts, backup, stack};
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +37,52 @@ enum Command {
     Status(StackArgs),
     /// Delete the stack's resources (asks first; keeps a final DB snapshot).
     Down(DownArgs),
+    /// Database backups: named restore points, their copies in the DR region, the RPO.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+}
+
+#[derive(Subcommand)]
+enum BackupCommand {
+    /// Take a snapshot, tagged with what it holds, and copy it to the DR region.
+    Create(BackupCreateArgs),
+    /// Show the stack's snapshots and copies per region, with their age.
+    List(StackArgs),
+    /// Delete the oldest backups beyond --keep per region (never automated backups).
+    Prune(PruneArgs),
+    /// Show the RPO each region can achieve now (now minus the latest restorable time)
+    /// against rpo_target; exits 1 when a region misses it.
+    Status(StackArgs),
+}
+
+#[derive(Args)]
+struct BackupCreateArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Copy the snapshot to this region (repeatable; default: the DR region, if any).
+    #[arg(long, value_name = "REGION")]
+    copy_to: Vec<String>,
+    /// Do not copy the snapshot anywhere.
+    #[arg(long, conflicts_with = "copy_to")]
+    no_copy: bool,
+    /// The gateway binary that reads what the snapshot holds (default: as for `up`).
+    #[arg(long, value_name = "PATH")]
+    gateway_binary: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// How many backups to keep in each region, newest first.
+    #[arg(long, value_name = "N")]
+    keep: usize,
+    /// Show what would be deleted and delete nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Args)]
@@ -52,6 +98,9 @@ struct StackArgs {
     /// text for people, json for tools (on stdout; progress goes to stderr).
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
+    /// The disaster-recovery region (overrides `[dr] region` in stack.toml).
+    #[arg(long, value_name = "REGION")]
+    dr_region: Option<String>,
 }
 
 #[derive(Args)]
@@ -160,6 +209,77 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let report = stack::down(&ctx, &options).await?;
             print(args.stack.output, &report, || report.render_text())?;
         }
+        Command::Backup(command) => return run_backup(command).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_backup(command: BackupCommand) -> Result<ExitCode> {
+    match command {
+        BackupCommand::Create(args) => {
+            let ctx = context(&args.stack, None).await?;
+            let copy_to = match (&ctx.spec.config.dr, args.no_copy) {
+                (_, true) => Vec::new(),
+                (Some(dr), false) if args.copy_to.is_empty() => vec![dr.region.clone()],
+                _ => args.copy_to.clone(),
+            };
+            let configured = args
+                .gateway_binary
+                .clone()
+                .or(ctx.spec.config.gateway_binary.clone());
+            let gateway = artifacts::locate_binary(configured.as_deref()).ok();
+            let created = backup::create(&ctx, gateway.as_deref(), &copy_to).await?;
+            print(args.stack.output, &created, || created.render_text())?;
+        }
+        BackupCommand::List(args) => {
+            let ctx = context(&args, None).await?;
+            let listing = backup::list(&ctx).await?;
+            print(args.output, &listing, || listing.render_text())?;
+        }
+        BackupCommand::Prune(args) => {
+            let ctx = context(&args.stack, None).await?;
+            let listing = backup::list(&ctx).await?;
+            let doomed = backup::to_prune(&listing.snapshots, args.keep);
+            if args.dry_run || doomed.is_empty() {
+                let report = backup::Pruned {
+                    stack: ctx.spec.stack.clone(),
+                    kept_per_region: args.keep,
+                    deleted: Vec::new(),
+                };
+                if args.dry_run && !doomed.is_empty() {
+                    eprintln!("Would delete {} backup(s) (dry run):", doomed.len());
+                    for s in &doomed {
+                        eprintln!("  {} {}", s.region, s.id);
+                    }
+                }
+                print(args.stack.output, &report, || report.render_text())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let names: Vec<String> = doomed
+                .iter()
+                .map(|s| format!("{} {}", s.region, s.id))
+                .collect();
+            confirm(
+                &ctx,
+                args.yes,
+                "prune",
+                &format!(
+                    "This deletes {} backup(s):\n  {}\n",
+                    doomed.len(),
+                    names.join("\n  ")
+                ),
+            )?;
+            let report = backup::prune(&ctx, &listing, args.keep).await?;
+            print(args.stack.output, &report, || report.render_text())?;
+        }
+        BackupCommand::Status(args) => {
+            let ctx = context(&args, None).await?;
+            let report = backup::status(&ctx).await?;
+            print(args.output, &report, || report.render_text())?;
+            if !report.ok() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -177,6 +297,12 @@ async fn context(args: &StackArgs, build: Option<&BuildArgs>) -> Result<Ctx> {
         if build.domain.is_some() {
             config.domain = build.domain.clone();
             config.hosted_zone_id = build.hosted_zone_id.clone();
+        }
+    }
+    if let Some(region) = &args.dr_region {
+        match &mut config.dr {
+            Some(dr) => dr.region = region.clone(),
+            None => config.dr = Some(DrConfig::new(region)),
         }
     }
     let sdk = sdk_config(&args.aws).await;
@@ -206,25 +332,35 @@ fn print<T: serde::Serialize>(
 
 /// `down` asks on a terminal; elsewhere it needs `--yes`.
 fn confirm_down(ctx: &Ctx, yes: bool) -> Result<()> {
+    confirm(
+        ctx,
+        yes,
+        "down",
+        &format!(
+            "This deletes every resource of stack {:?} in {} (the database after a final snapshot).\n",
+            ctx.spec.stack, ctx.spec.region
+        ),
+    )
+}
+
+/// A destructive command asks on a terminal for the stack's name; elsewhere it needs
+/// `--yes`.
+fn confirm(ctx: &Ctx, yes: bool, command: &str, what: &str) -> Result<()> {
     if yes {
         return Ok(());
     }
     let stack = &ctx.spec.stack;
     if !std::io::stdin().is_terminal() {
         bail!(
-            "`down` deletes stack {stack:?} in {}; pass --yes to confirm when not on a terminal",
+            "`{command}` changes stack {stack:?} in {}; pass --yes to confirm when not on a terminal",
             ctx.spec.region
         );
     }
-    eprint!(
-        "This deletes every resource of stack {stack:?} in {} (the database after a final snapshot).\n\
-         Type the stack name to confirm: ",
-        ctx.spec.region
-    );
+    eprint!("{what}Type the stack name to confirm: ");
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if answer.trim() != stack {
-        bail!("not confirmed; nothing was deleted");
+        bail!("not confirmed; nothing was changed");
     }
     Ok(())
 }

@@ -7,6 +7,8 @@ use crate::spec::{Spec, STACK_TAG};
 
 pub struct Ctx {
     pub spec: Spec,
+    /// The SDK configuration the clients were made from, for clients in another region.
+    pub sdk: SdkConfig,
     pub progress: Progress,
     pub ec2: aws_sdk_ec2::Client,
     pub rds: aws_sdk_rds::Client,
@@ -28,6 +30,7 @@ impl Ctx {
             .force_path_style(sdk.endpoint_url().is_some())
             .build();
         Ctx {
+            sdk: sdk.clone(),
             spec,
             progress,
             ec2: aws_sdk_ec2::Client::new(sdk),
@@ -42,6 +45,26 @@ impl Ctx {
             route53: aws_sdk_route53::Client::new(sdk),
             sts: aws_sdk_sts::Client::new(sdk),
         }
+    }
+
+    /// The same stack's view of `region`: same credentials, endpoint and config.
+    pub fn for_region(&self, region: &str) -> Ctx {
+        let sdk = self
+            .sdk
+            .to_builder()
+            .region(aws_config::Region::new(region.to_string()))
+            .build();
+        let spec = Spec {
+            region: region.to_string(),
+            ..self.spec.clone()
+        };
+        Ctx::new(&sdk, spec, self.progress.clone())
+    }
+
+    /// The DR region's view of the stack, when `[dr]` names one.
+    pub fn dr(&self) -> Option<Ctx> {
+        let dr = self.spec.config.dr.as_ref()?;
+        Some(self.for_region(&dr.region))
     }
 
     /// The tags every resource of the stack carries: `Name` and the stack tag.

@@ -7,12 +7,14 @@
 
 pub mod artifacts;
 pub mod aws;
+pub mod backup;
 pub mod balancer;
 pub mod cli;
 pub mod compute;
 pub mod context;
 pub mod database;
 pub mod dns;
+pub mod dr;
 pub mod network;
 pub mod plan;
 pub mod progress;

@@ -4,6 +4,7 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use serde::Deserialize;
@@ -80,6 +81,42 @@ pub struct StackConfig {
     pub hosted_zone_id: Option<String>,
     /// The gateway binary to ship (default: `gateway` beside the provisioner, then PATH).
     pub gateway_binary: Option<PathBuf>,
+    /// Cross-region disaster recovery: `[dr]`.
+    pub dr: Option<DrConfig>,
+}
+
+/// `[dr]`: the region that holds the backup copies and takes over in an outage, and the
+/// targets drills and failovers are held to.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrConfig {
+    pub region: String,
+    /// The most data a recovery may lose: now minus the latest restorable time.
+    #[serde(default = "DrConfig::default_rpo", with = "humantime_serde")]
+    pub rpo_target: Duration,
+    /// The longest a recovery may take, until the first request is served.
+    #[serde(default = "DrConfig::default_rto", with = "humantime_serde")]
+    pub rto_target: Duration,
+}
+
+impl DrConfig {
+    /// RDS ships transaction logs every 5 minutes, and a replicated backup trails the
+    /// source by minutes more.
+    fn default_rpo() -> Duration {
+        Duration::from_secs(15 * 60)
+    }
+    /// A restore of a large RDS instance alone takes tens of minutes on AWS.
+    fn default_rto() -> Duration {
+        Duration::from_secs(60 * 60)
+    }
+
+    pub fn new(region: &str) -> DrConfig {
+        DrConfig {
+            region: region.to_string(),
+            rpo_target: DrConfig::default_rpo(),
+            rto_target: DrConfig::default_rto(),
+        }
+    }
 }
 
 impl Default for StackConfig {
@@ -105,6 +142,7 @@ impl Default for StackConfig {
             domain: None,
             hosted_zone_id: None,
             gateway_binary: None,
+            dr: None,
         }
     }
 }
@@ -157,7 +195,44 @@ impl StackConfig {
         if self.domain.is_some() != self.hosted_zone_id.is_some() {
             bail!("domain and hosted_zone_id go together: give both or neither");
         }
+        if let Some(dr) = &self.dr {
+            check_region(&dr.region).context("dr.region")?;
+            if dr.rpo_target.is_zero() || dr.rto_target.is_zero() {
+                bail!("dr.rpo_target and dr.rto_target must be more than 0 (e.g. \"15m\")");
+            }
+        }
         Ok(())
+    }
+}
+
+/// A region name's shape, e.g. `us-west-2` (a typo would otherwise surface as a DNS error).
+pub fn check_region(region: &str) -> Result<()> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+    if !ok {
+        bail!("{region:?} is not an AWS region name like us-west-2");
+    }
+    Ok(())
+}
+
+/// The partition of a region: copies and replication stay inside one.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso") {
+        "aws-iso"
+    } else {
+        "aws"
     }
 }
 
@@ -186,6 +261,11 @@ impl Spec {
             );
         }
         config.check()?;
+        if let Some(dr) = &config.dr {
+            if dr.region == region {
+                bail!("dr.region is {region}, the stack's own region: name another region for the copies");
+            }
+        }
         Ok(Spec {
             stack: stack.to_string(),
             region: region.to_string(),

@@ -12,7 +12,7 @@ use crate::aws::AwsResultExt;
 use crate::compute::NodeInputs;
 use crate::context::Ctx;
 use crate::plan::{Change, Plan, Status};
-use crate::{artifacts, balancer, compute, database, dns, network, secrets, security};
+use crate::{artifacts, balancer, compute, database, dns, dr, network, secrets, security};
 
 /// Everything the stack has now, found by tag.
 pub struct Discovered {
@@ -25,6 +25,8 @@ pub struct Discovered {
     pub compute: compute::Current,
     pub balancer: balancer::Current,
     pub dns: dns::Current,
+    /// The DR region's prerequisites, when `[dr]` names a region.
+    pub dr: Option<dr::Current>,
 }
 
 /// The gateway binary `up` ships, and its sha256.
@@ -67,7 +69,14 @@ pub async fn discover(ctx: &Ctx, sha256: &str) -> Result<Discovered> {
     if let (Some(net), Some(groups)) = (network.network(), security.groups()) {
         database.placement = database::Placement::new(&net, &groups);
     }
+    let dr = match ctx.dr() {
+        Some(dr_ctx) => {
+            Some(dr::discover(&dr_ctx, ctx, &secrets, database.instance.as_ref(), sha256).await?)
+        }
+        None => None,
+    };
     Ok(Discovered {
+        dr,
         azs,
         network,
         security,
@@ -97,6 +106,10 @@ pub fn plan_of(ctx: &Ctx, d: &Discovered) -> Plan {
     ));
     all.extend(compute::plan(ctx, &d.compute, node_inputs(ctx, d).as_ref()));
     all.extend(dns::plan(ctx, &d.dns, d.balancer.balancer().as_ref()));
+    if let (Some(dr_ctx), Some(current)) = (ctx.dr(), &d.dr) {
+        let primary_secrets_pending = d.secrets.secrets().is_none();
+        all.extend(dr::plan(&dr_ctx, current, primary_secrets_pending));
+    }
     Plan::from_changes(all)
 }
 
@@ -200,9 +213,19 @@ pub async fn up(ctx: &Ctx, binary: &Binary) -> Result<Outputs> {
         elb_name: balancer.name.clone(),
         instance_profile_arn,
     };
-    let (nodes, domain) = tokio::try_join!(
+    // The DR region's pilot light needs the primary's secrets, artifact and database.
+    let dr_ctx = ctx.dr();
+    let (nodes, domain, ()) = tokio::try_join!(
         compute::converge(ctx, &d.compute, &inputs),
         dns::converge(ctx, &d.dns, &balancer),
+        async {
+            match (&dr_ctx, &d.dr) {
+                (Some(dr_ctx), Some(current)) => {
+                    dr::converge(dr_ctx, ctx, current, binary, &inputs.db.identifier).await
+                }
+                _ => Ok(()),
+            }
+        },
     )?;
     Ok(Outputs {
         stack: ctx.spec.stack.clone(),
@@ -264,6 +287,9 @@ pub async fn status(ctx: &Ctx) -> Result<StackStatus> {
     resources.extend(balancer::status(&d.balancer));
     resources.extend(compute::status(&d.compute, &d.balancer.instance_health()));
     resources.extend(dns::status(&d.dns));
+    if let (Some(dr_ctx), Some(current)) = (ctx.dr(), &d.dr) {
+        resources.extend(dr::status(&dr_ctx, current));
+    }
     Ok(StackStatus {
         stack: ctx.spec.stack.clone(),
         region: ctx.spec.region.clone(),
@@ -303,6 +329,10 @@ pub async fn down(ctx: &Ctx, options: &DownOptions) -> Result<DownReport> {
     // The DB refuses early (deletion protection without --force): check before
     // anything else is deleted, so a refused `down` loses nothing.
     database::check_deletable(ctx, &d.database, options.force)?;
+    if let (Some(dr_ctx), Some(current)) = (ctx.dr(), &d.dr) {
+        let source = d.database.instance.as_ref().map(|i| i.arn.as_str());
+        dr::delete(&dr_ctx, current, source).await?;
+    }
     tokio::try_join!(compute::delete(ctx, &d.compute), dns::delete(ctx, &d.dns))?;
     let (final_snapshot, ()) = tokio::try_join!(
         database::delete(ctx, &d.database, options.skip_final_snapshot, options.force),

@@ -6,78 +6,27 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_ec2::types::Filter;
-use common::{config, endpoint, stack_name};
+use common::cli::{self, gateway_binary, provisioner};
+use common::{config, stack_name};
 use serde_json::Value;
 
 const REGION: &str = "us-west-2";
 const TAG: &str = "gateway-kit:stack";
 
-fn provisioner() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_provisioner"));
-    cmd.env("AWS_ENDPOINT_URL", endpoint())
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_CONFIG_FILE", "/nonexistent/aws-config")
-        .env(
-            "AWS_SHARED_CREDENTIALS_FILE",
-            "/nonexistent/aws-credentials",
-        )
-        .env_remove("AWS_PROFILE")
-        .env_remove("AWS_REGION")
-        .env_remove("AWS_DEFAULT_REGION")
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// The gateway binary the workspace built, beside the provisioner (its default).
-fn gateway_binary() -> PathBuf {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_provisioner")).with_file_name("gateway");
-    assert!(
-        path.is_file(),
-        "{} is missing: build the workspace first (cargo build --workspace, as scripts/test does)",
-        path.display()
-    );
-    path
-}
-
 fn run(stack: &str, args: &[&str]) -> Output {
-    let out = provisioner()
-        .args(args)
-        .args(["--region", REGION, "--stack", stack])
-        .output()
-        .expect("run provisioner");
-    eprintln!(
-        "$ provisioner {} -> {}\n{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    cli::run(REGION, stack, args)
 }
 
 fn run_ok(stack: &str, args: &[&str]) -> (Value, String) {
-    let out = run(stack, args);
-    assert!(out.status.success(), "provisioner {args:?} failed");
-    let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout of {args:?} is not JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    });
-    (json, String::from_utf8_lossy(&out.stderr).into_owned())
+    cli::run_ok(REGION, stack, args)
 }
 
 fn plan_changes(stack: &str) -> Vec<Value> {
-    let (plan, _) = run_ok(stack, &["plan", "--output", "json"]);
-    plan["changes"]
-        .as_array()
-        .expect("changes is a list")
-        .clone()
+    cli::plan_changes(REGION, stack, &[])
 }
 
 /// Starts `up` and kills it (SIGKILL) once it has created the security groups.

@@ -17,6 +17,8 @@ pub const STORAGE_TYPE: &str = "gp3";
 pub struct Instance {
     pub id: String,
     pub arn: String,
+    /// DbiResourceId: what automated backups and their replicas are keyed by.
+    pub resource_id: String,
     pub status: String,
     pub engine: String,
     pub engine_version: String,
@@ -50,6 +52,7 @@ impl Instance {
                 .db_instance_arn()
                 .with_context(|| what("ARN"))?
                 .to_string(),
+            resource_id: db.dbi_resource_id().unwrap_or_default().to_string(),
             status: db
                 .db_instance_status()
                 .with_context(|| what("status"))?

@@ -24,6 +24,7 @@ mod teardown;
 use instance::{Desired, Instance, MODIFIABLE, STORAGE_TYPE};
 use kms::Key;
 use subnet_group::SubnetGroup;
+pub(crate) use teardown::snapshots_using;
 pub use teardown::{check_deletable, delete};
 
 /// How long `wait_available` and the deletion wait may take.
@@ -67,18 +68,21 @@ pub struct Current {
 impl Current {
     /// The database, once the instance is available with an endpoint.
     pub fn database(&self) -> Option<Database> {
-        database_of(self.instance.as_ref()?)
+        Database::of(self.instance.as_ref()?)
     }
 }
 
-fn database_of(inst: &Instance) -> Option<Database> {
-    let (address, port) = inst.endpoint.clone()?;
-    (inst.status == "available").then(|| Database {
-        identifier: inst.id.clone(),
-        address,
-        port,
-        kms_key_arn: inst.kms_key_id.clone().unwrap_or_default(),
-    })
+impl Database {
+    /// The database, once `inst` is available with an endpoint.
+    pub fn of(inst: &Instance) -> Option<Database> {
+        let (address, port) = inst.endpoint.clone()?;
+        (inst.status == "available").then(|| Database {
+            identifier: inst.id.clone(),
+            address,
+            port,
+            kms_key_arn: inst.kms_key_id.clone().unwrap_or_default(),
+        })
+    }
 }
 
 fn resource(ctx: &Ctx) -> String {
@@ -262,7 +266,7 @@ pub async fn wait_available(ctx: &Ctx) -> Result<Database> {
                 format!("db-instance {id} does not exist; run `up` to create it")
             })?;
             match phase(&id, &inst.status) {
-                Phase::Ready => match database_of(&inst) {
+                Phase::Ready => match Database::of(&inst) {
                     Some(db) => Ok(Poll::Ready(db)),
                     None => Ok(Poll::Pending("available, no endpoint yet".into())),
                 },
@@ -273,19 +277,22 @@ pub async fn wait_available(ctx: &Ctx) -> Result<Database> {
         .await
 }
 
-pub fn status(current: &Current) -> Vec<Status> {
-    let mut out = Vec::new();
-    if let Some(key) = &current.key {
-        let mut s = Status::new("kms-key", Some(key.key_id.clone()), key.state.clone())
-            .detail("arn", &key.arn);
-        if let Some(rotation) = key.rotation {
-            s = s.detail("rotation", rotation.to_string());
-        }
-        if !key.has_alias {
-            s = s.detail("alias", "missing");
-        }
-        out.push(s);
+/// The key's row of `status`.
+pub fn status_of_key(key: Option<&Key>) -> Option<Status> {
+    let key = key?;
+    let mut s =
+        Status::new("kms-key", Some(key.key_id.clone()), key.state.clone()).detail("arn", &key.arn);
+    if let Some(rotation) = key.rotation {
+        s = s.detail("rotation", rotation.to_string());
     }
+    if !key.has_alias {
+        s = s.detail("alias", "missing");
+    }
+    Some(s)
+}
+
+pub fn status(current: &Current) -> Vec<Status> {
+    let mut out: Vec<Status> = status_of_key(current.key.as_ref()).into_iter().collect();
     if let Some(g) = &current.subnet_group {
         out.push(
             Status::new(
@@ -350,10 +357,10 @@ mod tests {
             kms_key_id: Some("arn:key".into()),
             ..Instance::default()
         };
-        assert_eq!(database_of(&inst), None);
+        assert_eq!(Database::of(&inst), None);
         inst.status = "available".into();
         inst.endpoint = Some(("db.example".into(), 5432));
-        let db = database_of(&inst).unwrap();
+        let db = Database::of(&inst).unwrap();
         assert_eq!(
             (db.address.as_str(), db.port, db.kms_key_arn.as_str()),
             ("db.example", 5432, "arn:key")

@@ -139,7 +139,7 @@ async fn delete_instance(
 }
 
 /// Snapshots of instance `id` encrypted with `key_arn`.
-async fn snapshots_using(ctx: &Ctx, id: &str, key_arn: &str) -> Result<Vec<String>> {
+pub(crate) async fn snapshots_using(ctx: &Ctx, id: &str, key_arn: &str) -> Result<Vec<String>> {
     let mut out = Vec::new();
     let mut pages = ctx
         .rds
