@@ -242,6 +242,9 @@ pub struct Spec {
     pub stack: String,
     pub region: String,
     pub config: StackConfig,
+    /// The stack whose KMS key, secrets and artifact bucket this one uses without owning
+    /// them: a DR drill's copy uses its primary's pilot light. None: its own.
+    pub borrows_from: Option<String>,
 }
 
 impl Spec {
@@ -270,7 +273,30 @@ impl Spec {
             stack: stack.to_string(),
             region: region.to_string(),
             config,
+            borrows_from: None,
         })
+    }
+
+    /// The drill copy of this stack in `region`: `<stack>-drill`, its own network,
+    /// database, ELB and nodes, borrowing the pilot light's key, secrets and artifact
+    /// bucket, with no DNS name and no DR region of its own.
+    pub fn drill_copy(&self, region: &str) -> Spec {
+        Spec {
+            stack: format!("{}-drill", self.stack),
+            region: region.to_string(),
+            config: StackConfig {
+                domain: None,
+                hosted_zone_id: None,
+                dr: None,
+                ..self.config.clone()
+            },
+            borrows_from: Some(self.owner().to_string()),
+        }
+    }
+
+    /// The stack that owns the key, the secrets and the artifact bucket.
+    pub fn owner(&self) -> &str {
+        self.borrows_from.as_deref().unwrap_or(&self.stack)
     }
 
     /// `<stack>-<suffix>`: the Name tag or the resource name.
@@ -292,11 +318,15 @@ impl Spec {
     }
     /// SSM parameter or secret name of the DB master password.
     pub fn db_password_secret(&self) -> String {
-        format!("/{}/db/master-password", self.stack)
+        format!("/{}/db/master-password", self.owner())
     }
     /// SSM parameter or secret name of the Admin API token.
     pub fn admin_token_secret(&self) -> String {
-        format!("/{}/gateway/admin-token", self.stack)
+        format!("/{}/gateway/admin-token", self.owner())
+    }
+    /// Name (and alias suffix) of the KMS key of the database and its copies.
+    pub fn kms_key_name(&self) -> String {
+        format!("{}-db", self.owner())
     }
 
     /// Subnet CIDRs: the VPC split into 16; public subnet i is block i, private is 8 + i.
@@ -384,6 +414,22 @@ mod tests {
         assert!(format!("{e:#}").contains("desired_capacity"), "{e:#}");
         let e = spec("domain = \"api.example.com\"").unwrap_err();
         assert!(format!("{e:#}").contains("hosted_zone_id"), "{e:#}");
+    }
+
+    #[test]
+    fn a_drill_copy_borrows_the_pilot_light() {
+        let s = spec("[dr]\nregion = \"us-west-2\"\nrpo_target = \"5m\"").unwrap();
+        assert_eq!(s.config.dr.as_ref().unwrap().rpo_target, Duration::from_secs(300));
+        let d = s.drill_copy("us-west-2");
+        assert_eq!((d.stack.as_str(), d.region.as_str()), ("gw-drill", "us-west-2"));
+        assert_eq!(d.db_identifier(), "gw-drill-db");
+        assert_eq!(d.db_password_secret(), "/gw/db/master-password");
+        assert_eq!(d.kms_key_name(), "gw-db");
+        assert!(d.config.dr.is_none() && d.config.domain.is_none());
+        let e = spec("[dr]\nregion = \"us-east-1\"").unwrap_err();
+        assert!(format!("{e:#}").contains("own region"), "{e:#}");
+        let e = spec("[dr]\nregion = \"uswest2\"").unwrap_err();
+        assert!(format!("{e:#}").contains("dr.region"), "{e:#}");
     }
 
     #[test]

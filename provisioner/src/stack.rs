@@ -4,6 +4,7 @@
 //! profile are built while it creates.
 
 use std::path::PathBuf;
+use std::time::Instant;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -175,6 +176,38 @@ impl Outputs {
 
 /// Creates what is missing and repairs drift, wave by wave.
 pub async fn up(ctx: &Ctx, binary: &Binary) -> Result<Outputs> {
+    up_from(ctx, binary, &database::restore::Source::Empty).await
+}
+
+/// `up`, with a missing database restored from `source` rather than made empty (a DR
+/// drill or failover). Once available, its settings are converged like drift.
+pub async fn up_from(
+    ctx: &Ctx,
+    binary: &Binary,
+    source: &database::restore::Source,
+) -> Result<Outputs> {
+    let staged = stage(ctx, binary, source).await?;
+    finish(ctx, binary, staged).await
+}
+
+/// A stack converged up to its nodes: everything they are made from exists, and the
+/// database is available. When each part became ready, for a drill's phases.
+pub struct Staged {
+    d: Discovered,
+    pub inputs: NodeInputs,
+    pub balancer: balancer::Balancer,
+    pub network_ready: Instant,
+    pub database_started: Instant,
+    pub database_ready: Instant,
+}
+
+/// Waves 1 to 3 of `up`: the network, secrets, artifact, security groups, the database
+/// (made, or restored from `source`), NAT, ELB and instance profile.
+pub async fn stage(
+    ctx: &Ctx,
+    binary: &Binary,
+    source: &database::restore::Source,
+) -> Result<Staged> {
     let d = discover(ctx, &binary.sha256).await?;
     let plan = plan_of(ctx, &d);
     if plan.is_converged() {
@@ -195,7 +228,9 @@ pub async fn up(ctx: &Ctx, binary: &Binary) -> Result<Outputs> {
     )?;
     // Wave 2: the security groups, then RDS starts (the long pole).
     let groups = security::converge(ctx, &d.security, &net).await?;
-    database::start(ctx, &d.database, &net, &groups, &secrets).await?;
+    let network_ready = Instant::now();
+    database::start(ctx, &d.database, &net, &groups, &secrets, source).await?;
+    let database_started = Instant::now();
     // Wave 3: while RDS creates.
     let (db, (), balancer, instance_profile_arn) = tokio::try_join!(
         database::wait_available(ctx),
@@ -203,7 +238,14 @@ pub async fn up(ctx: &Ctx, binary: &Binary) -> Result<Outputs> {
         balancer::converge(ctx, &d.balancer, &net, &groups),
         compute::converge_profile(ctx, &d.compute, &secrets, &artifact),
     )?;
-    // Wave 4: the nodes, and the DNS name.
+    let database_ready = Instant::now();
+    if d.database.instance.is_none() && *source != database::restore::Source::Empty {
+        // What a restore cannot set (retention), set now: the instance exists.
+        let mut found = database::discover(ctx).await?;
+        found.placement = database::Placement::new(&net, &groups);
+        database::start(ctx, &found, &net, &groups, &secrets, source).await?;
+        database::wait_available(ctx).await?;
+    }
     let inputs = NodeInputs {
         net,
         groups,
@@ -213,7 +255,25 @@ pub async fn up(ctx: &Ctx, binary: &Binary) -> Result<Outputs> {
         elb_name: balancer.name.clone(),
         instance_profile_arn,
     };
-    // The DR region's pilot light needs the primary's secrets, artifact and database.
+    Ok(Staged {
+        d,
+        inputs,
+        balancer,
+        network_ready,
+        database_started,
+        database_ready,
+    })
+}
+
+/// Wave 4 of `up`: the nodes, the DNS name, and the DR region's pilot light (which
+/// needs the primary's secrets, artifact and database).
+pub async fn finish(ctx: &Ctx, binary: &Binary, staged: Staged) -> Result<Outputs> {
+    let Staged {
+        d,
+        inputs,
+        balancer,
+        ..
+    } = staged;
     let dr_ctx = ctx.dr();
     let (nodes, domain, ()) = tokio::try_join!(
         compute::converge(ctx, &d.compute, &inputs),
@@ -334,19 +394,27 @@ pub async fn down(ctx: &Ctx, options: &DownOptions) -> Result<DownReport> {
         dr::delete(&dr_ctx, current, source).await?;
     }
     tokio::try_join!(compute::delete(ctx, &d.compute), dns::delete(ctx, &d.dns))?;
+    // A drill copy borrows the key, the secrets and the bucket: they are not its to delete.
+    let owns = ctx.spec.borrows_from.is_none();
+    let mut db = d.database.clone();
+    if !owns {
+        db.key = None;
+    }
     let (final_snapshot, ()) = tokio::try_join!(
-        database::delete(ctx, &d.database, options.skip_final_snapshot, options.force),
+        database::delete(ctx, &db, options.skip_final_snapshot, options.force),
         balancer::delete(ctx, &d.balancer),
     )?;
-    if final_snapshot.is_none() {
-        secrets::delete(ctx, &d.secrets).await?;
-    } else {
-        secrets::delete_admin_token(ctx, &d.secrets).await?;
+    match (owns, &final_snapshot) {
+        (false, _) => {}
+        (true, None) => secrets::delete(ctx, &d.secrets).await?,
+        (true, Some(_)) => secrets::delete_admin_token(ctx, &d.secrets).await?,
     }
-    tokio::try_join!(
-        security::delete(ctx, &d.security),
-        artifacts::delete(ctx, &d.artifacts)
-    )?;
+    tokio::try_join!(security::delete(ctx, &d.security), async {
+        match owns {
+            true => artifacts::delete(ctx, &d.artifacts).await,
+            false => Ok(()),
+        }
+    })?;
     network::delete(ctx, &d.network).await?;
     Ok(DownReport {
         stack: ctx.spec.stack.clone(),

@@ -85,7 +85,7 @@ fn hex(bytes: &[u8]) -> String {
 
 /// `<stack>-artifacts-<account>-<region>`: S3 names are global.
 pub fn bucket_name(spec: &Spec, account: &str) -> Result<String> {
-    let name = format!("{}-artifacts-{account}-{}", spec.stack, spec.region);
+    let name = format!("{}-artifacts-{account}-{}", spec.owner(), spec.region);
     if name.len() > 63 {
         bail!("bucket name {name} is longer than S3's 63 characters; use a shorter stack name");
     }

@@ -22,7 +22,7 @@ pub struct Key {
 }
 
 pub fn name(ctx: &Ctx) -> String {
-    ctx.spec.name("db")
+    ctx.spec.kms_key_name()
 }
 
 pub fn alias(ctx: &Ctx) -> String {
@@ -90,7 +90,7 @@ async fn is_ours(ctx: &Ctx, key_id: &str) -> Result<bool> {
             .iter()
             .any(|t| t.tag_key() == k && t.tag_value() == v)
     };
-    Ok(has(STACK_TAG, &ctx.spec.stack) && has("Name", &name(ctx)))
+    Ok(has(STACK_TAG, ctx.spec.owner()) && has("Name", &name(ctx)))
 }
 
 async fn describe(

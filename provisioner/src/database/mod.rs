@@ -18,6 +18,7 @@ use crate::spec::{DB_ENGINE, DB_NAME, DB_USER};
 
 pub mod instance;
 pub mod kms;
+pub mod restore;
 pub mod subnet_group;
 mod teardown;
 
@@ -130,14 +131,16 @@ pub async fn start(
     net: &Network,
     groups: &SecurityGroups,
     secrets: &Secrets,
+    source: &restore::Source,
 ) -> Result<()> {
     let placement = Placement::new(net, groups);
     let key_arn = kms::converge(ctx, current.key.as_ref()).await?;
     subnet_group::converge(ctx, current.subnet_group.as_ref(), &placement.subnet_ids).await?;
     let want = Desired::new(ctx, Some(key_arn), placement.security_group_ids);
-    match &current.instance {
-        None => create(ctx, &want, secrets).await,
-        Some(inst) => repair(ctx, inst, &want).await,
+    match (&current.instance, source) {
+        (None, restore::Source::Empty) => create(ctx, &want, secrets).await,
+        (None, source) => restore::start(ctx, &want, source).await,
+        (Some(inst), _) => repair(ctx, inst, &want).await,
     }
 }
 

@@ -128,7 +128,7 @@ pub fn preflight(dr: &Ctx, source: &Instance, key_state: &str) -> Result<()> {
         bail!(
             "the DR key alias/{} in {to} is {key_state}: enable it (aws kms enable-key --region {to}) \
              or run `up` to repair it",
-            dr.spec.name("db")
+            dr.spec.kms_key_name()
         );
     }
     Ok(())
