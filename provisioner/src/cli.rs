@@ -11,7 +11,7 @@ use crate::aws::{sdk_config, AwsOptions};
 use crate::context::Ctx;
 use crate::progress::Progress;
 use crate::spec::{DrConfig, Spec, StackConfig};
-use crate::{artifacts, backup, stack};
+use crate::{artifacts, backup, dr, probe, stack};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,44 @@ enum Command {
     /// Database backups: named restore points, their copies in the DR region, the RPO.
     #[command(subcommand)]
     Backup(BackupCommand),
+    /// Disaster recovery in the DR region: drills.
+    #[command(subcommand)]
+    Dr(DrCommand),
+}
+
+#[derive(Subcommand)]
+enum DrCommand {
+    /// Restore the backups into a copy of the stack in the DR region, serve the canary
+    /// route through its ELB, report RTO by phase and RPO, then remove the copy. Never
+    /// touches the primary. Exits 1 when the data does not match or a target is missed.
+    Drill(DrillArgs),
+}
+
+#[derive(Args)]
+struct DrillArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Restore this snapshot (a copy in the DR region) instead of the latest restorable
+    /// time of the replicated backups.
+    #[arg(long, value_name = "ID")]
+    snapshot: Option<String>,
+    /// Keep the drill stack afterwards (remove it later with `down --stack <stack>-drill`).
+    #[arg(long)]
+    keep: bool,
+    /// The route path requested through the drill's ELB; a route with it must exist on
+    /// the primary (e.g. /dr-canary to a service http://127.0.0.1:8001/status).
+    #[arg(long, value_name = "PATH", default_value = "/dr-canary")]
+    canary_path: String,
+    /// Where to write the Markdown report (default: ./dr-drill-<stack>-<time>.md).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Resolve the ELB's DNS name with this server (the kit's: 127.0.0.1:4553)
+    /// instead of the system's resolver.
+    #[arg(long, value_name = "ADDR:PORT", env = "PROVISIONER_DNS_SERVER")]
+    dns_server: Option<std::net::SocketAddr>,
+    /// The gateway binary the drill's nodes run (default: as for `up`).
+    #[arg(long, value_name = "PATH")]
+    gateway_binary: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -210,6 +248,25 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print(args.stack.output, &report, || report.render_text())?;
         }
         Command::Backup(command) => return run_backup(command).await,
+        Command::Dr(DrCommand::Drill(args)) => {
+            let mut ctx = context(&args.stack, None).await?;
+            if args.gateway_binary.is_some() {
+                ctx.spec.config.gateway_binary = args.gateway_binary.clone();
+            }
+            let binary = stack::binary(&ctx)?;
+            let options = dr::drill::Options {
+                snapshot: args.snapshot.clone(),
+                keep: args.keep,
+                canary_path: args.canary_path.clone(),
+                report: args.report.clone(),
+                resolver: probe::Resolver::from_option(args.dns_server),
+            };
+            let report = dr::drill::run(&ctx, &binary, &options).await?;
+            print(args.stack.output, &report, || report.render_text())?;
+            if !report.passed {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -61,6 +61,28 @@ impl Ctx {
         Ctx::new(&sdk, spec, self.progress.clone())
     }
 
+    /// `for_region`, for a region that may not answer (a regional outage): two attempts
+    /// and `limit` per call, rather than ten attempts with backoff.
+    pub fn for_failing_region(&self, region: &str, limit: std::time::Duration) -> Ctx {
+        let sdk = self
+            .sdk
+            .to_builder()
+            .region(aws_config::Region::new(region.to_string()))
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(limit)
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .build(),
+            )
+            .build();
+        let spec = Spec {
+            region: region.to_string(),
+            ..self.spec.clone()
+        };
+        Ctx::new(&sdk, spec, self.progress.clone())
+    }
+
     /// The DR region's view of the stack, when `[dr]` names one.
     pub fn dr(&self) -> Option<Ctx> {
         let dr = self.spec.config.dr.as_ref()?;

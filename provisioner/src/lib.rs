@@ -17,6 +17,7 @@ pub mod dns;
 pub mod dr;
 pub mod network;
 pub mod plan;
+pub mod probe;
 pub mod progress;
 pub mod secrets;
 pub mod security;

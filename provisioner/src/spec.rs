@@ -419,9 +419,15 @@ mod tests {
     #[test]
     fn a_drill_copy_borrows_the_pilot_light() {
         let s = spec("[dr]\nregion = \"us-west-2\"\nrpo_target = \"5m\"").unwrap();
-        assert_eq!(s.config.dr.as_ref().unwrap().rpo_target, Duration::from_secs(300));
+        assert_eq!(
+            s.config.dr.as_ref().unwrap().rpo_target,
+            Duration::from_secs(300)
+        );
         let d = s.drill_copy("us-west-2");
-        assert_eq!((d.stack.as_str(), d.region.as_str()), ("gw-drill", "us-west-2"));
+        assert_eq!(
+            (d.stack.as_str(), d.region.as_str()),
+            ("gw-drill", "us-west-2")
+        );
         assert_eq!(d.db_identifier(), "gw-drill-db");
         assert_eq!(d.db_password_secret(), "/gw/db/master-password");
         assert_eq!(d.kms_key_name(), "gw-db");

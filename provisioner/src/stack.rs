@@ -349,6 +349,9 @@ pub async fn status(ctx: &Ctx) -> Result<StackStatus> {
     resources.extend(dns::status(&d.dns));
     if let (Some(dr_ctx), Some(current)) = (ctx.dr(), &d.dr) {
         resources.extend(dr::status(&dr_ctx, current));
+        if let Some(active) = dr::state::newest(&[ctx, &dr_ctx]).await {
+            resources.push(dr::state::status(&active));
+        }
     }
     Ok(StackStatus {
         stack: ctx.spec.stack.clone(),
@@ -392,6 +395,8 @@ pub async fn down(ctx: &Ctx, options: &DownOptions) -> Result<DownReport> {
     if let (Some(dr_ctx), Some(current)) = (ctx.dr(), &d.dr) {
         let source = d.database.instance.as_ref().map(|i| i.arn.as_str());
         dr::delete(&dr_ctx, current, source).await?;
+        dr::state::delete(&dr_ctx).await?;
+        dr::state::delete(ctx).await?;
     }
     tokio::try_join!(compute::delete(ctx, &d.compute), dns::delete(ctx, &d.dns))?;
     // A drill copy borrows the key, the secrets and the bucket: they are not its to delete.

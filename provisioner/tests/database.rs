@@ -215,9 +215,16 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
     assert!(database::plan(ctx, &cur)
         .iter()
         .all(|c| c.action == Action::Create));
-    database::start(ctx, &cur, net, groups, &sec)
-        .await
-        .expect("start");
+    database::start(
+        ctx,
+        &cur,
+        net,
+        groups,
+        &sec,
+        &database::restore::Source::Empty,
+    )
+    .await
+    .expect("start");
     let db = database::wait_available(ctx).await.expect("available");
     let key = kms
         .describe_key()
@@ -300,9 +307,16 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
     // Second round: nothing to do, nothing duplicated.
     let cur = discover_db(ctx, net, groups).await;
     all_unchanged(&database::plan(ctx, &cur));
-    database::start(ctx, &cur, net, groups, &sec)
-        .await
-        .expect("start again");
+    database::start(
+        ctx,
+        &cur,
+        net,
+        groups,
+        &sec,
+        &database::restore::Source::Empty,
+    )
+    .await
+    .expect("start again");
     assert_eq!(stack_keys(&kms, stack).await.len(), 1, "one key");
     assert_eq!(database::wait_available(ctx).await.expect("available"), db);
     assert_eq!(database::status(&cur).len(), 3);
@@ -332,9 +346,16 @@ async fn round_trip(ctx: &Ctx, net: &Network, groups: &SecurityGroups) {
         (f.field.as_str(), f.current.as_deref(), f.desired.as_deref()),
         ("backup_retention_period", Some("1"), Some("7"))
     );
-    database::start(ctx, &cur, net, groups, &sec)
-        .await
-        .expect("repair");
+    database::start(
+        ctx,
+        &cur,
+        net,
+        groups,
+        &sec,
+        &database::restore::Source::Empty,
+    )
+    .await
+    .expect("repair");
     let out = rds
         .describe_db_instances()
         .db_instance_identifier(&id)

@@ -352,3 +352,19 @@ pub fn status(current: &Current) -> Vec<Status> {
 
 #[cfg(test)]
 mod tests;
+
+/// How many of the ELB's instances are InService now.
+pub async fn in_service(ctx: &Ctx, name: &str) -> Result<usize> {
+    let out = ctx
+        .elb
+        .describe_instance_health()
+        .load_balancer_name(name)
+        .send()
+        .await
+        .aws(format!("describe instance health of elb {name}"))?;
+    Ok(out
+        .instance_states()
+        .iter()
+        .filter(|s| s.state() == Some("InService"))
+        .count())
+}

@@ -335,6 +335,29 @@ async fn drain(ctx: &Ctx, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Fences the nodes: the group goes to zero, so each node leaves the ELB and drains
+/// through the hook, and no node is started again. Does not wait for the drain. Returns
+/// whether the group existed.
+pub async fn fence(ctx: &Ctx) -> Result<bool> {
+    let name = ctx.spec.asg_name();
+    let scaled = ctx
+        .autoscaling
+        .update_auto_scaling_group()
+        .auto_scaling_group_name(&name)
+        .min_size(0)
+        .desired_capacity(0)
+        .send()
+        .await;
+    let found = group_call(scaled, format!("scale auto scaling group {name} to zero"))?;
+    if found {
+        ctx.progress.line(format!(
+            "fenced autoscaling-group {name} in {}: scaled to zero, its nodes drain and stop",
+            ctx.spec.region
+        ));
+    }
+    Ok(found)
+}
+
 /// The outcome of a call on the group: Ok(true) when it was made, Ok(false) when the
 /// group is gone; a busy group's error says to try again.
 fn group_call<T, E, R>(result: Result<T, SdkError<E, R>>, operation: String) -> Result<bool>

@@ -151,6 +151,8 @@ pub async fn converge(ctx: &Ctx, current: &Current, inputs: &NodeInputs) -> Resu
     })
 }
 
+pub use group_apply::fence;
+
 /// Deletes the group (waits until its instances are gone), the template and the
 /// profile and role.
 pub async fn delete(ctx: &Ctx, current: &Current) -> Result<()> {

@@ -94,7 +94,10 @@ pub async fn start(ctx: &Ctx, want: &Desired, source: &Source) -> Result<()> {
                 .set_tags(Some(tags))
                 .send()
                 .await
-                .aws(format!("restore db-instance {} from snapshot {id}", want.id))?;
+                .aws(format!(
+                    "restore db-instance {} from snapshot {id}",
+                    want.id
+                ))?;
         }
     }
     ctx.progress.line(format!(

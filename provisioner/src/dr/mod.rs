@@ -16,8 +16,10 @@ use crate::plan::{Change, Status};
 use crate::secrets::{self, copy::Copies};
 use crate::stack::Binary;
 
+pub mod drill;
 pub mod fingerprint;
 pub mod replication;
+pub mod state;
 
 use replication::Replica;
 

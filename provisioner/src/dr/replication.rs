@@ -232,3 +232,37 @@ pub fn rfc3339(epoch: i64) -> String {
         .fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_else(|_| epoch.to_string())
 }
+
+/// The replica of the stack's primary database held in `dr`'s region, found from the
+/// DR side alone (it must work while the primary region does not answer): the
+/// replicated backups of `<stack>-db` whose source is in `primary_region`.
+pub async fn find_from_dr(dr: &Ctx, primary_region: &str) -> Result<Option<Replica>> {
+    let id = dr.spec.db_identifier();
+    let out = match dr
+        .rds
+        .describe_db_instance_automated_backups()
+        .db_instance_identifier(&id)
+        .send()
+        .await
+    {
+        Err(e) if e.code() == Some("DBInstanceAutomatedBackupNotFound") => return Ok(None),
+        other => other.aws(format!(
+            "describe the automated backups of {id} in {}",
+            dr.spec.region
+        ))?,
+    };
+    let from_primary = |b: &&DbInstanceAutomatedBackup| {
+        b.region() == Some(primary_region)
+            || b.db_instance_arn()
+                .is_some_and(|a| a.split(':').nth(3) == Some(primary_region))
+    };
+    let mut found: Vec<Replica> = out
+        .db_instance_automated_backups()
+        .iter()
+        .filter(from_primary)
+        .filter_map(Replica::from_sdk)
+        .collect();
+    // Replicating first, then the newest restorable time.
+    found.sort_by_key(|r| (!r.is_replicating(), std::cmp::Reverse(r.latest)));
+    Ok(found.into_iter().next())
+}
