@@ -567,7 +567,7 @@ pub async fn status(ctx: &Ctx) -> Result<BackupStatus> {
 }
 
 /// `20261202-104507`: sortable, and legal in a snapshot identifier.
-fn compact_time(epoch: i64) -> String {
+pub(crate) fn compact_time(epoch: i64) -> String {
     let t = replication::rfc3339(epoch);
     t.chars()
         .filter(|c| c.is_ascii_digit() || *c == 'T')

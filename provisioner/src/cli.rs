@@ -51,6 +51,63 @@ enum DrCommand {
     /// route through its ELB, report RTO by phase and RPO, then remove the copy. Never
     /// touches the primary. Exits 1 when the data does not match or a target is missed.
     Drill(DrillArgs),
+    /// Move the stack to the DR region (Kong's AWS guide's five steps): fence the
+    /// primary if it answers, restore the database there, start the nodes, switch DNS.
+    /// Works while the primary region does not answer. Asks first.
+    Failover(FailoverArgs),
+    /// Bring the stack home once the primary region is back: the DR database's data
+    /// copied home, the primary rebuilt on it, DNS switched back, the DR stack removed.
+    Failback(FailbackArgs),
+}
+
+#[derive(Args)]
+struct ProbeArgs {
+    /// The canary: a route path requested through the ELB to prove the stack serves its
+    /// configuration. A route with it must exist on the primary, e.g. /dr-canary to a
+    /// service http://127.0.0.1:8001/status.
+    #[arg(long, value_name = "PATH", default_value = "/dr-canary")]
+    canary_path: String,
+    /// Resolve DNS names with this server (the kit's: 127.0.0.1:4553) instead of the
+    /// system's resolver.
+    #[arg(long, value_name = "ADDR:PORT", env = "PROVISIONER_DNS_SERVER")]
+    dns_server: Option<std::net::SocketAddr>,
+    /// The gateway binary the nodes run (default: as for `up`).
+    #[arg(long, value_name = "PATH")]
+    gateway_binary: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct FailoverArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The region to fail over to (default: the DR region).
+    #[arg(long, value_name = "REGION")]
+    to: Option<String>,
+    /// Restore this snapshot (a copy in the DR region) instead of the latest restorable time.
+    #[arg(long, value_name = "ID")]
+    snapshot: Option<String>,
+    /// Fail over even when the newest restorable data is older than rpo_target.
+    #[arg(long)]
+    accept_data_loss: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    probe: ProbeArgs,
+}
+
+#[derive(Args)]
+struct FailbackArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Keep the DR stack (its database stopped) as a warm standby.
+    #[arg(long)]
+    keep_standby: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    #[command(flatten)]
+    probe: ProbeArgs,
 }
 
 #[derive(Args)]
@@ -64,20 +121,11 @@ struct DrillArgs {
     /// Keep the drill stack afterwards (remove it later with `down --stack <stack>-drill`).
     #[arg(long)]
     keep: bool,
-    /// The route path requested through the drill's ELB; a route with it must exist on
-    /// the primary (e.g. /dr-canary to a service http://127.0.0.1:8001/status).
-    #[arg(long, value_name = "PATH", default_value = "/dr-canary")]
-    canary_path: String,
     /// Where to write the Markdown report (default: ./dr-drill-<stack>-<time>.md).
     #[arg(long, value_name = "FILE")]
     report: Option<PathBuf>,
-    /// Resolve the ELB's DNS name with this server (the kit's: 127.0.0.1:4553)
-    /// instead of the system's resolver.
-    #[arg(long, value_name = "ADDR:PORT", env = "PROVISIONER_DNS_SERVER")]
-    dns_server: Option<std::net::SocketAddr>,
-    /// The gateway binary the drill's nodes run (default: as for `up`).
-    #[arg(long, value_name = "PATH")]
-    gateway_binary: Option<PathBuf>,
+    #[command(flatten)]
+    probe: ProbeArgs,
 }
 
 #[derive(Subcommand)]
@@ -250,16 +298,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Backup(command) => return run_backup(command).await,
         Command::Dr(DrCommand::Drill(args)) => {
             let mut ctx = context(&args.stack, None).await?;
-            if args.gateway_binary.is_some() {
-                ctx.spec.config.gateway_binary = args.gateway_binary.clone();
-            }
-            let binary = stack::binary(&ctx)?;
+            let binary = probe_binary(&mut ctx, &args.probe)?;
             let options = dr::drill::Options {
                 snapshot: args.snapshot.clone(),
                 keep: args.keep,
-                canary_path: args.canary_path.clone(),
+                canary_path: args.probe.canary_path.clone(),
                 report: args.report.clone(),
-                resolver: probe::Resolver::from_option(args.dns_server),
+                resolver: probe::Resolver::from_option(args.probe.dns_server),
             };
             let report = dr::drill::run(&ctx, &binary, &options).await?;
             print(args.stack.output, &report, || report.render_text())?;
@@ -267,8 +312,67 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+        Command::Dr(DrCommand::Failover(args)) => {
+            let mut ctx = context(&args.stack, None).await?;
+            let binary = probe_binary(&mut ctx, &args.probe)?;
+            let to = match (&args.to, &ctx.spec.config.dr) {
+                (Some(to), _) => to.clone(),
+                (None, Some(dr)) => dr.region.clone(),
+                (None, None) => bail!(
+                    "no DR region: set [dr] region in stack.toml, or pass --dr-region or --to"
+                ),
+            };
+            confirm(
+                &ctx,
+                args.yes,
+                "dr failover",
+                &format!(
+                    "This moves stack {:?} from {} to {to}: the primary's nodes are stopped if {} answers, \
+                     the database is restored in {to}, and DNS switches to {to}.\n",
+                    ctx.spec.stack, ctx.spec.region, ctx.spec.region
+                ),
+            )?;
+            let options = dr::failover::Options {
+                to,
+                snapshot: args.snapshot.clone(),
+                accept_data_loss: args.accept_data_loss,
+                resolver: probe::Resolver::from_option(args.probe.dns_server),
+                probe_path: args.probe.canary_path.clone(),
+            };
+            let report = dr::failover::failover(&ctx, &binary, &options).await?;
+            print(args.stack.output, &report, || report.render_text())?;
+        }
+        Command::Dr(DrCommand::Failback(args)) => {
+            let mut ctx = context(&args.stack, None).await?;
+            let binary = probe_binary(&mut ctx, &args.probe)?;
+            confirm(
+                &ctx,
+                args.yes,
+                "dr failback",
+                &format!(
+                    "This brings stack {:?} home to {}: the DR database is stopped and copied home, the \
+                     primary's database is replaced by the copy (after a final snapshot), DNS switches back.\n",
+                    ctx.spec.stack, ctx.spec.region
+                ),
+            )?;
+            let options = dr::failover::FailbackOptions {
+                keep_standby: args.keep_standby,
+                resolver: probe::Resolver::from_option(args.probe.dns_server),
+                probe_path: args.probe.canary_path.clone(),
+            };
+            let report = dr::failover::failback(&ctx, &binary, &options).await?;
+            print(args.stack.output, &report, || report.render_text())?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The gateway binary a DR command ships, `--gateway-binary` first.
+fn probe_binary(ctx: &mut Ctx, probe: &ProbeArgs) -> Result<stack::Binary> {
+    if probe.gateway_binary.is_some() {
+        ctx.spec.config.gateway_binary = probe.gateway_binary.clone();
+    }
+    stack::binary(ctx)
 }
 
 async fn run_backup(command: BackupCommand) -> Result<ExitCode> {

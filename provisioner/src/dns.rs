@@ -274,12 +274,22 @@ async fn submit(ctx: &Ctx, zone: &str, domain: &str, changes: Vec<R53Change>) ->
         .await
 }
 
-pub async fn delete(ctx: &Ctx, current: &Current) -> Result<()> {
+/// Deletes the record when it points at `balancer` (this stack's ELB in this region).
+/// A record that points elsewhere (after a failover, at the other region's ELB) stays.
+pub async fn delete(ctx: &Ctx, current: &Current, balancer: Option<&Balancer>) -> Result<()> {
     let (Some(domain), Some(zone), Some(record)) =
         (&current.domain, &current.hosted_zone_id, &current.record)
     else {
         return Ok(());
     };
+    let target = shape(record).target;
+    if balancer.is_none_or(|b| normalize(&b.dns_name) != target) {
+        ctx.progress.line(format!(
+            "left route53-record {domain}: it points at {target}, not at this stack's ELB in {}",
+            ctx.spec.region
+        ));
+        return Ok(());
+    }
     match submit(
         ctx,
         zone,

@@ -398,7 +398,11 @@ pub async fn down(ctx: &Ctx, options: &DownOptions) -> Result<DownReport> {
         dr::state::delete(&dr_ctx).await?;
         dr::state::delete(ctx).await?;
     }
-    tokio::try_join!(compute::delete(ctx, &d.compute), dns::delete(ctx, &d.dns))?;
+    let balancer = d.balancer.balancer();
+    tokio::try_join!(
+        compute::delete(ctx, &d.compute),
+        dns::delete(ctx, &d.dns, balancer.as_ref())
+    )?;
     // A drill copy borrows the key, the secrets and the bucket: they are not its to delete.
     let owns = ctx.spec.borrows_from.is_none();
     let mut db = d.database.clone();

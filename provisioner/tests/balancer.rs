@@ -555,12 +555,25 @@ async fn dns_record_points_at_the_elb() {
             let cur = dns::discover(&ctx).await.expect("discover");
             assert_unchanged(&dns::plan(&ctx, &cur, Some(&aws_like)));
 
-            // Delete, then delete again.
-            dns::delete(&ctx, &cur).await.expect("delete");
+            // A record pointing at another ELB (the other region's, after a failover)
+            // is left; then delete, then delete again.
+            let other = balancer::Balancer {
+                dns_name: "other-elb-1.us-west-2.elb.amazonaws.com".into(),
+                ..aws_like.clone()
+            };
+            dns::delete(&ctx, &cur, Some(&other))
+                .await
+                .expect("delete, other ELB");
+            assert_eq!(ours(records(r53, &zone_id).await).len(), 1, "left alone");
+            dns::delete(&ctx, &cur, Some(&aws_like))
+                .await
+                .expect("delete");
             assert!(ours(records(r53, &zone_id).await).is_empty());
             let gone = dns::discover(&ctx).await.expect("discover");
             assert!(gone.record.is_none());
-            dns::delete(&ctx, &gone).await.expect("second delete");
+            dns::delete(&ctx, &gone, Some(&aws_like))
+                .await
+                .expect("second delete");
             assert_eq!(dns::status(&gone)[0].state, "missing");
             balancer::delete(&ctx, &balancer::discover(&ctx).await.expect("discover"))
                 .await

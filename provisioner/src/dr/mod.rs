@@ -17,6 +17,7 @@ use crate::secrets::{self, copy::Copies};
 use crate::stack::Binary;
 
 pub mod drill;
+pub mod failover;
 pub mod fingerprint;
 pub mod replication;
 pub mod state;
