@@ -1,6 +1,7 @@
 """Fault injection: a /_kit/faults rule fails matching requests with an AWS error, in the
-service's protocol, `count` times; GET lists its hits; DELETE removes it. Each rule is
-narrowed to this test's own access key, as the kit is shared."""
+service's protocol, `count` times; GET lists its hits; DELETE removes it; a rule with a
+region and no service fails every service of that region. Each rule is narrowed to this
+test's own access key, as the kit is shared (test_rds_backups takes a whole region down)."""
 
 import json
 import os
@@ -84,6 +85,25 @@ class Faults(unittest.TestCase):
         self.assertEqual(raised.exception.response["Error"]["Code"], "ThrottlingException")
         kms.list_keys()
         self.assertEqual(self.rule(rule["id"])["hits"], 1)
+        faults(self.endpoint, "DELETE", path=f"/{rule['id']}")
+
+    def test_region_rule_without_service_fails_every_service_there(self):
+        _, rule = faults(self.endpoint, "POST", {
+            "region": "ap-south-1", "access_key": self.key, "error": "ServiceUnavailable", "status": 503, "count": 2})
+        self.assertIsNone(rule["service"])
+
+        def regional(service: str):
+            return boto3.client(service, endpoint_url=self.endpoint, region_name="ap-south-1",
+                                aws_access_key_id=self.key, aws_secret_access_key="test",
+                                config=Config(retries={"total_max_attempts": 1, "mode": "standard"}))
+
+        self.client("sts").get_caller_identity()  # another region
+        for call in (regional("sts").get_caller_identity, regional("kms").list_keys):
+            with self.assertRaises(ClientError) as raised:
+                call()
+            self.assertEqual(raised.exception.response["Error"]["Code"], "ServiceUnavailable")
+            self.assertEqual(raised.exception.response["ResponseMetadata"]["HTTPStatusCode"], 503)
+        self.assertEqual(self.rule(rule["id"])["hits"], 2)
         faults(self.endpoint, "DELETE", path=f"/{rule['id']}")
 
     def test_delete_clears_every_rule(self):

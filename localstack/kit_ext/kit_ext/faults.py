@@ -1,5 +1,12 @@
 """Fault injection, like LocalStack Pro's chaos API: `/_kit/faults` rules make matching AWS
-requests fail with an AWS error (e.g. throttling), so tests can prove a client retries."""
+requests fail with an AWS error (e.g. throttling), so tests can prove a client retries.
+
+A rule with a `region` and no `service` is a regional outage: every AWS call signed for that
+region fails, and the kit's own cross-region work that reads from that region (the RDS
+backup replication shipper, see rds_backups) pauses while it lasts, as it would on AWS.
+Its error stays `Throttling` unless the rule says otherwise; an outage reads best as e.g.
+{"region": "eu-west-1", "error": "ServiceUnavailable", "status": 503, "count": 1000000}.
+"""
 
 import threading
 from dataclasses import asdict, dataclass
@@ -12,7 +19,7 @@ from localstack.utils.aws.request_context import extract_access_key_id_from_auth
 @dataclass
 class Rule:
     id: int
-    service: str
+    service: str | None
     operation: str | None
     region: str | None
     access_key: str | None
@@ -29,11 +36,16 @@ class Rule:
     def matches(self, service: str, operation: str, region: str | None, access_key: str | None) -> bool:
         return (
             self.remaining > 0
-            and self.service == service
+            and self.service in (None, service)
             and self.operation in (None, operation)
             and self.region in (None, region)
             and self.access_key in (None, access_key)
         )
+
+    @property
+    def is_outage(self) -> bool:
+        """Every call of a region fails, whoever makes it."""
+        return self.service is None and self.operation is None and self.access_key is None and self.region is not None
 
     def to_json(self) -> dict:
         return {**asdict(self), "remaining": self.remaining}
@@ -55,9 +67,9 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
 
-        def text(name: str, default: str | None = None, required: bool = False) -> str | None:
+        def text(name: str, default: str | None = None) -> str | None:
             value = spec.get(name, default)
-            if value is None and not required:
+            if value is None:
                 return None
             if not isinstance(value, str) or not value:
                 raise ValueError(f"'{name}' must be a non-empty string")
@@ -69,12 +81,15 @@ class Faults:
                 raise ValueError(f"'{name}' must be an integer from {low} to {high}")
             return value
 
+        service, region = text("service"), text("region")
+        if service is None and region is None:
+            raise ValueError("a rule needs a 'service', a 'region' (a regional outage), or both")
         with self._lock:
             rule = Rule(
                 id=self._next_id,
-                service=text("service", required=True),
+                service=service,
                 operation=text("operation"),
-                region=text("region"),
+                region=region,
                 access_key=text("access_key"),
                 error=text("error", "Throttling"),
                 message=text("message", "Rate exceeded"),
@@ -96,6 +111,11 @@ class Faults:
             self._rules = [r for r in self._rules if rule_id is not None and r.id != rule_id]
             return before - len(self._rules)
 
+    def region_down(self, region: str) -> bool:
+        """An outage rule for `region` has requests left to fail."""
+        with self._lock:
+            return any(r.is_outage and r.region == region and r.remaining > 0 for r in self._rules)
+
     def __call__(self, _chain, context: RequestContext, _response):
         """Request handler, after the request is parsed: raises the first matching rule's error."""
         if not self._rules or not context.service or not context.operation or context.is_internal_call:
@@ -115,6 +135,11 @@ class Faults:
 
 
 FAULTS = Faults()
+
+
+def region_down(region: str) -> bool:
+    """The kit's own cross-region work (backup replication) pauses while this is true."""
+    return FAULTS.region_down(region)
 
 
 @hooks.on_infra_start()
