@@ -12,24 +12,49 @@ kit home, in <kit home>/rds/tls/ next to clusters/, and each start points the se
 (kit.conf is rewritten on every start). Keeping it outside the data dirs means snapshots
 carry no private key, a restored snapshot serves TLS like any other cluster, and removing
 <kit home>/rds (`stop`, `reset`) removes it too.
+
+WAL archiving: RDS restores to any point in time from a base backup plus the transaction
+log, so a cluster given an archive_dir archives its WAL there (rds_backups keeps the store).
+Segments are 1 MB (initdb --wal-segsize=1) and archive_timeout switches to a new one every
+few seconds when anything was written (LOCALSTACK_KIT_ARCHIVE_TIMEOUT, default 5 s), so the
+latest restorable time trails the present by seconds and an idle server archives nothing.
+The archive command copies to a hidden temp name and renames, so a reader never sees half a
+segment, keeps the segment's mtime (when it was last written: every commit before it is in
+that segment or an earlier one), and refuses to replace an archived file with other content.
+The settings live in kit.conf, rewritten on every start, so a cluster restored from another
+one's backup archives into its own store, never into its source's.
+
+recover() is point-in-time recovery: a base backup, restore_command reading the archive,
+recovery.signal and recovery_target_time, promoted at the target.
 """
 
+import logging
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import shlex
 import tarfile
 import tempfile
 import threading
+import time
+from datetime import datetime, timezone
 
 PG_TOOLS = ("initdb", "pg_ctl", "postgres", "pg_basebackup", "psql")
 PG_FALLBACK_DIRS = ("/usr/lib/postgresql/15/bin",)
 TIMEOUT = 120
 TLS_CERT, TLS_KEY = "server.crt", "server.key"
 TLS_DAYS = 3650
+WAL_SEGMENT_MB = 1
+ARCHIVE_TIMEOUT_ENV = "LOCALSTACK_KIT_ARCHIVE_TIMEOUT"
+DEFAULT_ARCHIVE_TIMEOUT = 5
+# PostgreSQL 13+ ends a targeted recovery with this FATAL when no commit after the target
+# is in the archive: all of it is older than the target, and replaying all of it is right.
+TARGET_NOT_REACHED = "recovery ended before configured recovery target was reached"
 
 _tls_lock = threading.Lock()
+LOG = logging.getLogger(__name__)
 
 
 class DataError(Exception):
@@ -61,6 +86,11 @@ def _owner_ids() -> tuple[int, int]:
         return os.getuid(), os.getgid()
     pw = pwd.getpwnam("postgres")
     return pw.pw_uid, pw.pw_gid
+
+
+def own(path: str) -> None:
+    """Hands a file or directory (not its contents) to the server's user."""
+    os.chown(path, *_owner_ids())
 
 
 def _chown_tree(path: str) -> None:
@@ -108,6 +138,45 @@ def quote_ident(name: str) -> str:
 
 def quote_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def archive_timeout() -> int:
+    """Seconds between forced WAL switches (LOCALSTACK_KIT_ARCHIVE_TIMEOUT, default 5)."""
+    raw = os.environ.get(ARCHIVE_TIMEOUT_ENV, "").strip()
+    try:
+        value = int(raw) if raw else DEFAULT_ARCHIVE_TIMEOUT
+    except ValueError:
+        value = DEFAULT_ARCHIVE_TIMEOUT
+    return max(1, value)
+
+
+def _shell_path(path: str) -> str:
+    """A directory for a shell command inside archive_command or restore_command, where
+    PostgreSQL replaces %-escapes first."""
+    return shlex.quote(path).replace("%", "%%")
+
+
+def archive_command(archive_dir: str) -> str:
+    """Copies %p to <archive_dir>/%f atomically (temp name, then rename), keeping its mtime;
+    an existing file passes only when its content is the same."""
+    d = _shell_path(archive_dir)
+    return (
+        f'f={d}/%f; if [ -f "$f" ]; then cmp -s %p "$f"; '
+        f'else cp -p %p {d}/.%f.tmp && mv -f {d}/.%f.tmp "$f"; fi'
+    )
+
+
+def restore_command(wal_dir: str) -> str:
+    """Copies an archived file back; fails quietly (end of the archive) when there is none."""
+    d = _shell_path(wal_dir)
+    return f"test -f {d}/%f && cp {d}/%f %p"
+
+
+def recovery_time(target: datetime) -> str:
+    """recovery_target_time's value, in UTC with microseconds."""
+    if target.tzinfo is None:
+        target = target.replace(tzinfo=timezone.utc)
+    return target.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f+00")
 
 
 def _self_signed(cert_path: str, key_path: str) -> None:
@@ -189,16 +258,21 @@ class Cluster:
     """One PostgreSQL cluster in its own directory.
 
     tls_dir holds the TLS certificate and key the server uses; by default <kit home>/rds/tls
-    for a cluster in <kit home>/rds/clusters/<id>, i.e. ../../tls from path."""
+    for a cluster in <kit home>/rds/clusters/<id>, i.e. ../../tls from path. archive_dir,
+    when given, receives the cluster's WAL (it must be writable by the server's user)."""
 
-    def __init__(self, path: str, port: int, user: str, tls_dir: str | None = None):
+    def __init__(
+        self, path: str, port: int, user: str, tls_dir: str | None = None, archive_dir: str | None = None
+    ):
         self.path, self.port, self.user = path, port, user
+        self.archive_dir = archive_dir
         self.tls_dir = tls_dir or os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(path))), "tls")
         self.data = os.path.join(path, "data")
         self.sock = os.path.join(path, "run")
         if len(self.sock) > 90:  # a socket path must fit in 107 bytes
             self.sock = tempfile.mkdtemp(prefix="kit-pg-")
         self.log = os.path.join(path, "postgres.log")
+        self._log_since = ""  # the server's log during the last recovery attempt
 
     def _prepare_dir(self) -> None:
         os.makedirs(self.sock, mode=0o700, exist_ok=True)
@@ -220,7 +294,7 @@ class Cluster:
                     f"{bindir}/initdb", "-D", self.data, "-U", self.user,
                     f"--pwfile={pwfile}", "--auth-local=trust",
                     "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C",
-                    "--no-sync", "--no-instructions",
+                    "--no-sync", "--no-instructions", f"--wal-segsize={WAL_SEGMENT_MB}",
                 ]),
                 "initdb",
             )
@@ -230,21 +304,91 @@ class Cluster:
         if db_name and db_name != "postgres":
             self.sql(f"CREATE DATABASE {quote_ident(db_name)} OWNER {quote_ident(self.user)}")
 
-    def restore(self, archive: str) -> None:
+    def _unpack(self, archive: str) -> None:
+        """A base backup (or a stopped cluster's files) becomes this cluster's data."""
         self._prepare_dir()
         os.makedirs(self.data, mode=0o700, exist_ok=True)
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(self.data, filter="tar")
-        for leftover in ("postmaster.pid", "postmaster.opts"):
+        for leftover in ("postmaster.pid", "postmaster.opts", "recovery.signal", "standby.signal"):
             if os.path.exists(os.path.join(self.data, leftover)):
                 os.unlink(os.path.join(self.data, leftover))
         os.makedirs(os.path.join(self.data, "pg_wal", "archive_status"), exist_ok=True)
         os.chmod(self.data, 0o700)
+
+    def restore(self, archive: str) -> None:
+        self._unpack(archive)
         _chown_tree(self.path)
         self.start()
 
-    def _write_settings(self) -> None:
-        """kit.conf, included from postgresql.conf: where this copy listens, and its TLS."""
+    def recover(self, archive: str, wal_dir: str, target: datetime | None) -> None:
+        """Point-in-time recovery: the base backup `archive`, then the WAL archived in wal_dir
+        replayed up to `target` (all of it when None), then promoted to a new timeline.
+
+        When no commit after the target is in the archive, PostgreSQL stops with
+        TARGET_NOT_REACHED: everything archived is older than the target, so replaying all
+        of it gives the same data, and the recovery runs again without the target."""
+        self._unpack(archive)
+        with open(os.path.join(self.data, "recovery.signal"), "w", encoding="utf-8"):
+            pass
+        _chown_tree(self.path)
+        recovery = {
+            "restore_command": quote_literal(restore_command(wal_dir)),
+            "recovery_target_action": "'promote'",
+            "recovery_target_timeline": "'latest'",
+        }
+        if target is not None:
+            recovery["recovery_target_time"] = quote_literal(recovery_time(target))
+        try:
+            self._recover_with(recovery)
+        except DataError:
+            if target is None or TARGET_NOT_REACHED not in self._log_since:
+                raise
+            del recovery["recovery_target_time"]
+            self._recover_with(recovery)
+        # Promoted: PostgreSQL removed recovery.signal; drop the settings too, so no later
+        # start reads them.
+        self._write_settings()
+
+    def _recover_with(self, recovery: dict) -> None:
+        """Starts in recovery and waits until the server is promoted."""
+        offset = os.path.getsize(self.log) if os.path.exists(self.log) else 0
+        self._log_since = ""
+        try:
+            self.start(recovery)
+            deadline = time.monotonic() + TIMEOUT
+            while True:
+                try:
+                    if self.sql("SELECT pg_is_in_recovery()", tuples=True).strip() == "f":
+                        return
+                except DataError:
+                    if not self.running():
+                        raise
+                if time.monotonic() > deadline:
+                    raise DataError(f"recovery: not promoted after {TIMEOUT}s")
+                if not self.running():
+                    raise DataError("recovery: the server stopped before it was promoted")
+                time.sleep(0.2)
+        except DataError as e:
+            self._log_since = self._read_log(offset)
+            lines = [line for line in self._log_since.splitlines() if "FATAL" in line or "PANIC" in line]
+            try:
+                self.stop("immediate")
+            except DataError as stop_error:
+                LOG.warning("%s", stop_error)
+            raise DataError(f"{e}{': ' + lines[-1].strip() if lines else ''}") from e
+
+    def _read_log(self, offset: int) -> str:
+        try:
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                f.seek(offset)
+                return f.read()
+        except OSError:
+            return ""
+
+    def _write_settings(self, recovery: dict | None = None) -> None:
+        """kit.conf, included from postgresql.conf: where this copy listens, its TLS, where it
+        archives its WAL, and the recovery settings of a point-in-time restore."""
         cert, key = ensure_tls(self.tls_dir)
         conf = os.path.join(self.data, "postgresql.conf")
         with open(conf, encoding="utf-8") as f:
@@ -262,14 +406,22 @@ class Cluster:
             "ssl": "on",
             "ssl_cert_file": quote_literal(cert),
             "ssl_key_file": quote_literal(key),
+            "wal_level": "replica",
         }
+        if self.archive_dir:
+            settings.update({
+                "archive_mode": "on",
+                "archive_command": quote_literal(archive_command(self.archive_dir)),
+                "archive_timeout": str(archive_timeout()),
+            })
+        settings.update(recovery or {})
         path = os.path.join(self.data, "kit.conf")
         with open(path, "w", encoding="utf-8") as f:
             f.writelines(f"{k} = {v}\n" for k, v in settings.items())
         os.chown(path, *_owner_ids())
 
-    def start(self) -> None:
-        self._write_settings()
+    def start(self, recovery: dict | None = None) -> None:
+        self._write_settings(recovery)
         _run(
             _as_owner([
                 f"{_bin_dir()}/pg_ctl", "-D", self.data, "-l", self.log, "-w", "-t", "60", "start",
@@ -288,10 +440,11 @@ class Cluster:
             "pg_ctl stop",
         )
 
-    def sql(self, statement: str, db: str = "postgres") -> str:
+    def sql(self, statement: str, db: str = "postgres", tuples: bool = False) -> str:
         return _run(
             [
                 f"{_bin_dir()}/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=terse",
+                *(["-A", "-t"] if tuples else []),
                 "-h", self.sock,
                 "-p", str(self.port), "-U", self.user, "-d", db,
             ],

@@ -25,9 +25,9 @@ def moto_service(name: str, overrides: dict | None = None) -> Service:
 @aws_provider(api="rds")
 def rds():
     from .rds_api import RdsApi
-    from .runtime import rds_data
+    from .runtime import rds_backups, rds_data
 
-    return moto_service("rds", RdsApi(rds_data()).table())
+    return moto_service("rds", RdsApi(rds_data(), rds_backups()).table())
 
 
 @aws_provider(api="autoscaling")

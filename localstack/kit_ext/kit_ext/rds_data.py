@@ -2,7 +2,10 @@
 and snapshot files, by (account, region, identifier).
 
 Layout under <kit home>/rds: clusters/<id>/ (see pg_cluster) and snapshots/<id>.tar.gz
-(a pg_basebackup tar, or a tar of a stopped cluster's files).
+(a pg_basebackup tar, or a tar of a stopped cluster's files). An instance given an
+automated-backup store (rds_backups) archives its WAL there from its first start and takes
+its first base backup before it reports available, as AWS backs a new instance up first:
+its restore window starts then.
 """
 
 import logging
@@ -12,6 +15,7 @@ import threading
 import uuid
 
 from .pg_cluster import Cluster, DataError, free_port, quote_ident, quote_literal
+from .rds_backups import Store
 
 __all__ = ["DataError", "RdsData"]
 
@@ -33,10 +37,21 @@ class RdsData:
         self.instances: dict[tuple, Instance] = {}
         self.snapshots: dict[tuple, str] = {}
 
-    def _new_cluster(self, user: str, port: int | None) -> Cluster:
+    def _new_cluster(self, user: str, port: int | None, store: Store | None) -> Cluster:
         path = os.path.join(self.root, "clusters", uuid.uuid4().hex[:12])
         os.makedirs(path)
-        return Cluster(path, free_port(port), user)
+        return Cluster(path, free_port(port), user, archive_dir=store.wal if store else None)
+
+    @staticmethod
+    def _first_backup(key: tuple, cluster: Cluster, store: Store | None) -> None:
+        """The base backup that opens the restore window. Without it the instance still
+        serves; only point-in-time restores from it are refused, so it does not fail."""
+        if store is None:
+            return
+        try:
+            store.base_backup(cluster)
+        except (DataError, OSError) as e:
+            LOG.error("RDS instance %s: first automated backup failed: %s", key[2], e)
 
     def _in_background(self, key: tuple, inst: Instance, work, ready: str = "available") -> None:
         def run():
@@ -50,20 +65,51 @@ class RdsData:
 
         threading.Thread(target=run, name=f"rds-{key[2]}", daemon=True).start()
 
-    def create(self, key: tuple, user: str, password: str, db_name: str, port: int | None) -> None:
-        cluster = self._new_cluster(user, port)
+    def create(
+        self, key: tuple, user: str, password: str, db_name: str, port: int | None, store: Store | None = None
+    ) -> None:
+        cluster = self._new_cluster(user, port, store)
         inst = self.instances[key] = Instance(cluster, "creating")
-        self._in_background(key, inst, lambda: cluster.init(password, db_name))
 
-    def restore(self, key: tuple, snapshot: tuple, user: str, password: str, db_name: str, port: int | None) -> None:
-        cluster = self._new_cluster(user, port)
+        def work():
+            cluster.init(password, db_name)
+            self._first_backup(key, cluster, store)
+
+        self._in_background(key, inst, work)
+
+    def restore(
+        self, key: tuple, snapshot: tuple, user: str, password: str, db_name: str, port: int | None,
+        store: Store | None = None,
+    ) -> None:
+        cluster = self._new_cluster(user, port, store)
         inst = self.instances[key] = Instance(cluster, "creating")
         archive = self.snapshots.get(snapshot)
-        if archive:
-            self._in_background(key, inst, lambda: cluster.restore(archive))
-        else:
+        if not archive:
             LOG.warning("snapshot %s holds no data: %s starts empty", snapshot[2], key[2])
-            self._in_background(key, inst, lambda: cluster.init(password, db_name))
+
+        def work():
+            if archive:
+                cluster.restore(archive)
+            else:
+                cluster.init(password, db_name)
+            self._first_backup(key, cluster, store)
+
+        self._in_background(key, inst, work)
+
+    def recover(
+        self, key: tuple, user: str, port: int | None, base: str, wal_dir: str, target, store: Store | None
+    ) -> None:
+        """RestoreDBInstanceToPointInTime: a new cluster from the base backup `base` and the
+        WAL in wal_dir up to target (a datetime; None for all of it); the master password
+        is the source's, in the data."""
+        cluster = self._new_cluster(user, port, store)
+        inst = self.instances[key] = Instance(cluster, "creating")
+
+        def work():
+            cluster.recover(base, wal_dir, target)
+            self._first_backup(key, cluster, store)
+
+        self._in_background(key, inst, work)
 
     def get(self, key: tuple) -> Instance | None:
         return self.instances.get(key)

@@ -1,13 +1,15 @@
-"""Kit lifecycle inside LocalStack: the data registry, an identity route, shutdown."""
+"""Kit lifecycle inside LocalStack: the data registries, an identity route, shutdown."""
 
 import os
 import threading
 
 from localstack.runtime import hooks
 
+from .rds_backups import Backups
 from .rds_data import RdsData
 
 _data: RdsData | None = None
+_backups: Backups | None = None
 _lock = threading.Lock()
 
 
@@ -21,6 +23,15 @@ def rds_data() -> RdsData:
         if _data is None:
             _data = RdsData(kit_home())
         return _data
+
+
+def rds_backups() -> Backups:
+    """Automated backups and their replication shippers, in <kit home>/rds/backups."""
+    global _backups
+    with _lock:
+        if _backups is None:
+            _backups = Backups(os.path.join(kit_home(), "rds", "backups"))
+        return _backups
 
 
 @hooks.on_infra_start()
@@ -82,5 +93,9 @@ def stop_dataplane():
 
 @hooks.on_infra_shutdown()
 def stop_databases():
+    """Backup shippers first (they read the stores), then every PostgreSQL; shutdown()
+    removes <kit home>/rds, backups included."""
+    if _backups is not None:
+        _backups.shutdown()
     if _data is not None:
         _data.shutdown()
