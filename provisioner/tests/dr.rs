@@ -216,10 +216,29 @@ async fn dr_region_prerequisites_and_backups() {
         "{listed:?}"
     );
     let restored = format!("{stack}-check");
+    // The restore goes into the DR region's default VPC, through a subnet group of its own.
+    let ec2_dr = aws_sdk_ec2::Client::new(&dr);
+    let subnets = ec2_dr
+        .describe_subnets()
+        .filters(aws_sdk_ec2::types::Filter::builder().name("default-for-az").values("true").build())
+        .send()
+        .await
+        .unwrap();
+    let check_group = format!("{stack}-check");
+    rds_dr
+        .create_db_subnet_group()
+        .db_subnet_group_name(&check_group)
+        .db_subnet_group_description("dr test restore")
+        .set_subnet_ids(Some(subnets.subnets().iter().filter_map(|s| s.subnet_id().map(str::to_string)).collect()))
+        .send()
+        .await
+        .expect("a subnet group in the DR region's default VPC");
     rds_dr
         .restore_db_instance_from_db_snapshot()
         .db_instance_identifier(&restored)
         .db_snapshot_identifier(&snapshot)
+        .db_subnet_group_name(&check_group)
+        .deletion_protection(false)
         .send()
         .await
         .expect("restore the copy in the DR region");
@@ -243,6 +262,7 @@ async fn dr_region_prerequisites_and_backups() {
         .send()
         .await
         .unwrap();
+    rds_dr.delete_db_subnet_group().db_subnet_group_name(&check_group).send().await.ok();
 
     // backup status: both regions within the target (the kit archives every 5 s).
     let (bstatus, _) = wait_for("both regions within the RPO target", WAIT, || async {

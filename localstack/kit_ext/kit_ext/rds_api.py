@@ -80,6 +80,14 @@ def _from_instance(req: dict, db) -> dict:
     return {**params, "SourceDBInstanceIdentifier": db.db_instance_identifier}
 
 
+def _not_inherited(new, inst: dict, req: dict) -> None:
+    """What a restored instance takes from the request, never from its source: moto copies
+    the source's settings and overrides only truthy request values, so an explicit
+    DeletionProtection=false (AWS's default for a restore) would be lost."""
+    new.deletion_protection = bool(req.get("DeletionProtection"))
+    inst["DeletionProtection"] = new.deletion_protection
+
+
 def _not_found_backup(what: str) -> CommonServiceException:
     return _error("DBInstanceAutomatedBackupNotFound", f"No automated backup found for {what}.", 404)
 
@@ -334,6 +342,7 @@ class RdsApi:
         result = call_moto(ctx)
         inst = result["DBInstance"]
         db = _moto_db(ctx, inst["DBInstanceIdentifier"])
+        _not_inherited(db, inst, req)
         if not db.availability_zone.startswith(ctx.region):
             # moto keeps the source's zone, also from another region's snapshot.
             db.availability_zone = req.get("AvailabilityZone") or f"{ctx.region}a"
@@ -511,6 +520,7 @@ class RdsApi:
             new.multi_az = bool(req.get("MultiAZ"))
             new.source_db_instance_identifier = None  # moto copies it: not a read replica
             inst["MultiAZ"] = new.multi_az
+            _not_inherited(new, inst, req)
             inst.pop("ReadReplicaSourceDBInstanceIdentifier", None)
         else:
             new = self._record_from_backup(ctx, req, backup)
