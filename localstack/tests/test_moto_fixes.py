@@ -1,7 +1,8 @@
 """kit_ext/moto_fixes.py: what Terraform's AWS provider reads back must be what it wrote,
 else every plan shows drift (ELB draining timeout, lifecycle hook targets, launch
-template tags)."""
+template tags); and a group launches from a later template version."""
 
+import base64
 import unittest
 import uuid
 
@@ -66,6 +67,32 @@ class MotoFixes(unittest.TestCase):
             self.assertEqual([s["ResourceType"] for s in specs], ["instance"])
         finally:
             self.ec2.delete_launch_template(LaunchTemplateId=template["LaunchTemplateId"])
+
+    def test_a_group_launches_from_a_second_template_version(self):
+        """CreateLaunchTemplateVersion with user data, then the group scales onto it (the
+        provisioner's rolling user data change): AWS launches, moto failed (InternalError)."""
+        asg = client("autoscaling", self.endpoint)
+        def user_data(word: str) -> str:
+            return base64.b64encode(f"#!/bin/sh\necho {word}\n".encode()).decode()
+
+        template = self.ec2.create_launch_template(
+            LaunchTemplateName=self.name + "-v", LaunchTemplateData={"ImageId": "ami-03cf127a", "UserData": user_data("one")}
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        name = self.name + "-v"
+        asg.create_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, MaxSize=1, DesiredCapacity=0,
+                                      AvailabilityZones=["us-east-1a"],
+                                      LaunchTemplate={"LaunchTemplateId": template, "Version": "1"})
+        try:
+            self.ec2.create_launch_template_version(LaunchTemplateId=template, LaunchTemplateData={"ImageId": "ami-03cf127a", "UserData": user_data("two")})
+            asg.update_auto_scaling_group(AutoScalingGroupName=name, MinSize=0, DesiredCapacity=1,
+                                          LaunchTemplate={"LaunchTemplateId": template, "Version": "2"})
+            [group] = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+            [instance] = group["Instances"]
+            launched = self.ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+            self.assertEqual(launched["UserData"]["Value"], user_data("two"))
+        finally:
+            asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
+            self.ec2.delete_launch_template(LaunchTemplateId=template)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Fixes to moto's ELB, Auto Scaling and EC2 models that Terraform's AWS provider sees as
-drift on every plan."""
+drift on every plan, or that break a flow AWS supports."""
 
 
 def _draining_keeps_timeout() -> None:
@@ -37,12 +37,22 @@ def _hooks_without_fake_targets() -> None:
 
 def _template_tags_stay_off_the_data() -> None:
     """CreateLaunchTemplate's own tags (resource type launch-template) are not launch data;
-    moto copied them into the version's TagSpecifications."""
+    moto copied them into the version's TagSpecifications. And every version keeps its
+    user data as moto's Base64EncodedString."""
     from moto.ec2.models.launch_templates import LaunchTemplateVersion
 
     original = LaunchTemplateVersion.__init__
 
+    from moto.core.types import Base64EncodedString
+    from moto.ec2.utils import parse_user_data
+
     def init(self, template, number, data, description):
+        # CreateLaunchTemplateVersion hands moto the user data as a plain str, which
+        # CreateLaunchTemplate wraps; a group launching from version 2 or later then
+        # failed an assertion (InternalError) instead of booting the new user data.
+        user_data = data.get("UserData")
+        if user_data is not None and not isinstance(user_data, Base64EncodedString):
+            data = {**data, "UserData": parse_user_data(user_data)}
         specs = data.get("TagSpecifications")
         if specs:
             data = {**data, "TagSpecifications": [s for s in specs if s.get("ResourceType") != "launch-template"]}

@@ -495,7 +495,7 @@ pub async fn run(ctx: &Ctx, binary: &Binary, options: &Options) -> Result<Report
     let (source, _) = source(&dr, &ctx.spec.region, options.snapshot.as_deref()).await?;
     // A drill stopped halfway leaves its copy: start from nothing.
     let leftover = stack::status(&drill).await?;
-    if !leftover.resources.is_empty() {
+    if leftover.resources.iter().any(|r| r.state != "missing") {
         ctx.progress.line(format!(
             "stack {} is left from an earlier drill: removing it first",
             drill.spec.stack
