@@ -26,7 +26,7 @@ const VERSION_TAG: &str = "gateway-kit:gateway-version";
 const MIGRATIONS_TAG: &str = "gateway-kit:migrations";
 const HASH_TAG: &str = "gateway-kit:configuration-hash";
 /// A snapshot or a cross-region copy of a 100 GiB instance takes minutes to an hour.
-const WAIT_LIMIT: Duration = Duration::from_secs(3 * 60 * 60);
+pub(crate) const WAIT_LIMIT: Duration = Duration::from_secs(3 * 60 * 60);
 
 /// One snapshot as `backup list` shows it.
 #[derive(Debug, Clone, Serialize)]
@@ -271,7 +271,7 @@ async fn copy(ctx: &Ctx, there: &Ctx, snapshot: &Snapshot, key_arn: &str) -> Res
     wait_snapshot(there, &snapshot.id).await
 }
 
-async fn wait_snapshot(ctx: &Ctx, name: &str) -> Result<Snapshot> {
+pub(crate) async fn wait_snapshot(ctx: &Ctx, name: &str) -> Result<Snapshot> {
     let region = ctx.spec.region.clone();
     ctx.progress
         .wait(

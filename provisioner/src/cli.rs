@@ -355,12 +355,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     ctx.spec.stack, ctx.spec.region
                 ),
             )?;
-            let options = dr::failover::FailbackOptions {
+            let options = dr::failback::Options {
                 keep_standby: args.keep_standby,
                 resolver: probe::Resolver::from_option(args.probe.dns_server),
                 probe_path: args.probe.canary_path.clone(),
             };
-            let report = dr::failover::failback(&ctx, &binary, &options).await?;
+            let report = dr::failback::failback(&ctx, &binary, &options).await?;
             print(args.stack.output, &report, || report.render_text())?;
         }
     }

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::cli::{gateway_binary, plan_changes, run, run_ok};
-use common::{config, instance_available, stack_name, wait_for};
+use common::{config, instance_available, ssm_value, stack_name, wait_for};
 use serde_json::Value;
 
 const PRIMARY: &str = "eu-west-1";
@@ -29,18 +29,6 @@ fn stack_toml(dir: &std::path::Path) -> String {
     )
     .unwrap();
     path.to_string_lossy().into_owned()
-}
-
-async fn ssm_value(region: &str, name: &str) -> Option<String> {
-    let ssm = aws_sdk_ssm::Client::new(&config(region).await);
-    let out = ssm
-        .get_parameter()
-        .name(name)
-        .with_decryption(true)
-        .send()
-        .await
-        .ok()?;
-    out.parameter()?.value().map(str::to_string)
 }
 
 async fn connect(region: &str, stack: &str, db_id: &str) -> tokio_postgres::Client {
@@ -220,7 +208,12 @@ async fn dr_region_prerequisites_and_backups() {
     let ec2_dr = aws_sdk_ec2::Client::new(&dr);
     let subnets = ec2_dr
         .describe_subnets()
-        .filters(aws_sdk_ec2::types::Filter::builder().name("default-for-az").values("true").build())
+        .filters(
+            aws_sdk_ec2::types::Filter::builder()
+                .name("default-for-az")
+                .values("true")
+                .build(),
+        )
         .send()
         .await
         .unwrap();
@@ -229,7 +222,13 @@ async fn dr_region_prerequisites_and_backups() {
         .create_db_subnet_group()
         .db_subnet_group_name(&check_group)
         .db_subnet_group_description("dr test restore")
-        .set_subnet_ids(Some(subnets.subnets().iter().filter_map(|s| s.subnet_id().map(str::to_string)).collect()))
+        .set_subnet_ids(Some(
+            subnets
+                .subnets()
+                .iter()
+                .filter_map(|s| s.subnet_id().map(str::to_string))
+                .collect(),
+        ))
         .send()
         .await
         .expect("a subnet group in the DR region's default VPC");
@@ -262,7 +261,12 @@ async fn dr_region_prerequisites_and_backups() {
         .send()
         .await
         .unwrap();
-    rds_dr.delete_db_subnet_group().db_subnet_group_name(&check_group).send().await.ok();
+    rds_dr
+        .delete_db_subnet_group()
+        .db_subnet_group_name(&check_group)
+        .send()
+        .await
+        .ok();
 
     // backup status: both regions within the target (the kit archives every 5 s).
     let (bstatus, _) = wait_for("both regions within the RPO target", WAIT, || async {

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::cli::{gateway_binary, run, run_ok};
-use common::{config, endpoint, stack_name, wait_for};
+use common::{config, endpoint, ssm_value, stack_name, wait_for};
 use provisioner::probe::{self, Resolver};
 use serde_json::Value;
 
@@ -64,19 +64,9 @@ fn write_toml(dir: &std::path::Path, file: &str, zone: &str, domain: &str, rpo: 
 async fn admin(region: &str, stack: &str, method: &str, path: &str, body: Option<&str>) -> Value {
     let sdk = config(region).await;
     let ec2 = aws_sdk_ec2::Client::new(&sdk);
-    let ssm = aws_sdk_ssm::Client::new(&sdk);
-    let token = ssm
-        .get_parameter()
-        .name(format!("/{stack}/gateway/admin-token"))
-        .with_decryption(true)
-        .send()
+    let token = ssm_value(region, &format!("/{stack}/gateway/admin-token"))
         .await
-        .unwrap()
-        .parameter()
-        .unwrap()
-        .value()
-        .unwrap()
-        .to_string();
+        .expect("the admin token");
     let node = wait_for("a running node", WAIT, || async {
         let out = ec2
             .describe_instances()
@@ -413,6 +403,12 @@ async fn drill_failover_and_failback() {
     let dr_elb = failover["elb_dns_name"].as_str().unwrap().to_lowercase();
     assert_ne!(dr_elb, primary_elb);
     assert_eq!(record_target(&zone_id, &domain).await, dr_elb);
+    let resolver = Resolver::Server(kit_dns());
+    assert_eq!(
+        probe::resolve(&resolver, &domain).await.unwrap(),
+        probe::resolve(&resolver, &dr_elb).await.unwrap(),
+        "{domain} resolves to the DR ELB"
+    );
     let answer = served(&domain, "/extra").await;
     assert_eq!(
         answer.status, 200,
@@ -485,6 +481,14 @@ async fn drill_failover_and_failback() {
         answer.status, 200,
         "the change made in {DR} is served at home"
     );
+    let status = stack.ok(&["status", "--output", "json"]);
+    let active = status["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["resource"] == "dr active-region")
+        .expect("status shows the active region");
+    assert_eq!(active["state"], PRIMARY, "{active}");
     let dr_left = run_ok(DR, &name, &["status", "--output", "json"]).0;
     assert!(
         !dr_left.to_string().contains("autoscaling-group"),

@@ -19,6 +19,8 @@ pub struct Instance {
     pub arn: String,
     /// DbiResourceId: what automated backups and their replicas are keyed by.
     pub resource_id: String,
+    /// InstanceCreateTime, epoch seconds.
+    pub created: Option<i64>,
     pub status: String,
     pub engine: String,
     pub engine_version: String,
@@ -53,6 +55,7 @@ impl Instance {
                 .with_context(|| what("ARN"))?
                 .to_string(),
             resource_id: db.dbi_resource_id().unwrap_or_default().to_string(),
+            created: db.instance_create_time().map(|t| t.secs()),
             status: db
                 .db_instance_status()
                 .with_context(|| what("status"))?

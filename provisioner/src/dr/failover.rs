@@ -1,38 +1,25 @@
-//! `provisioner dr failover` and `dr failback`: Kong's AWS guide's five recovery steps,
-//! scripted, and the way home.
-//!
-//! Failover: fence the primary if it answers, converge the stack (same name) in the DR
-//! region with its database restored from the replicated backups, start the nodes
-//! against it, and point the stack's DNS name at the DR ELB. Only the DR region's API
-//! is needed. The stack in the DR region uses the pilot light's key, secrets and bucket
-//! (same names), and never deletes them. Run again, it converges: what exists is kept.
-//!
-//! Failback: stop the DR database with a final snapshot (the nodes keep serving from
-//! memory; Admin API writes wait), copy it home, replace the primary's database with it
-//! (the old one is deleted after a final snapshot of its own), bring the primary's nodes
-//! back on the new endpoint, switch DNS back, and remove the DR stack.
+//! `provisioner dr failover`: Kong's AWS guide's five recovery steps, scripted. Fence the
+//! primary if it answers, converge the stack (same name) in the DR region with its
+//! database restored from the replicated backups, start the nodes against it, and point
+//! the stack's DNS name at the DR ELB. Only the DR region's API is needed. The stack in
+//! the DR region uses the pilot light's key, secrets and bucket (same names), and never
+//! deletes them. Run again, it converges: what exists is kept.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use serde::Serialize;
 
-use super::drill::{self, read_database, wait_in_service};
+use super::steps::{self, read_database, standby_spec, wait_in_service, Phase};
 use super::{age, now, replication, state, target};
-use crate::aws::AwsResultExt;
 use crate::compute;
 use crate::context::Ctx;
-use crate::database::{self, instance, kms, restore::Source};
-use crate::probe::{self, Resolver};
-use crate::progress::Poll;
-use crate::spec::Spec;
-use crate::stack::{self, Binary, DownOptions};
+use crate::database::{instance, restore::Source};
+use crate::probe::Resolver;
+use crate::stack::{self, Binary};
 
 /// How long a call to a region that may be down may take before it counts as down.
 const FENCE_LIMIT: Duration = Duration::from_secs(20);
-const SNAPSHOT_LIMIT: Duration = Duration::from_secs(3 * 60 * 60);
-const SERVE_LIMIT: Duration = Duration::from_secs(5 * 60);
 
 pub struct Options {
     pub to: String,
@@ -40,12 +27,6 @@ pub struct Options {
     pub accept_data_loss: bool,
     pub resolver: Resolver,
     pub probe_path: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Phase {
-    pub name: String,
-    pub seconds: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -123,43 +104,6 @@ impl Report {
     }
 }
 
-/// The stack in the DR region: same name, the pilot light's key, secrets and bucket
-/// (which it does not own), no DR region of its own.
-fn standby_spec(primary: &Spec, region: &str) -> Spec {
-    let mut spec = Spec {
-        region: region.to_string(),
-        borrows_from: Some(primary.owner().to_string()),
-        ..primary.clone()
-    };
-    spec.config.dr = None;
-    spec
-}
-
-/// The name clients use, else the ELB's, and the path to request.
-async fn first_request(ctx: &Ctx, resolver: &Resolver, host: &str, path: &str) -> Result<String> {
-    let progress = ctx.progress.clone();
-    let mut last = String::new();
-    let a = probe::wait_served(
-        resolver,
-        host,
-        80,
-        path,
-        SERVE_LIMIT,
-        |a| a.status < 500,
-        |s: &str| {
-            if s != last {
-                progress.line(format!("GET http://{host}{path}: {s}"));
-                last = s.to_string();
-            }
-        },
-    )
-    .await?;
-    Ok(format!(
-        "GET http://{host}{path} -> {} from {} ({} ms)",
-        a.status, a.address, a.elapsed_ms
-    ))
-}
-
 pub async fn failover(ctx: &Ctx, binary: &Binary, options: &Options) -> Result<Report> {
     let dr_config = ctx
         .spec
@@ -181,13 +125,13 @@ pub async fn failover(ctx: &Ctx, binary: &Binary, options: &Options) -> Result<R
     );
     let started = Instant::now();
     let started_at = now();
-    drill::preflight(&dr).await?;
+    steps::preflight(&dr).await?;
     let existing = instance::describe(&dr, &dr.spec.db_identifier()).await?;
     let (source, restore_point_hint) = match &existing {
         Some(_) => (None, None),
         None => {
             let (s, point) =
-                drill::source(&dr, &ctx.spec.region, options.snapshot.as_deref()).await?;
+                steps::source(&dr, &ctx.spec.region, options.snapshot.as_deref()).await?;
             (Some(s), point)
         }
     };
@@ -276,19 +220,13 @@ pub async fn failover(ctx: &Ctx, binary: &Binary, options: &Options) -> Result<R
         .domain
         .clone()
         .unwrap_or_else(|| outputs.elb_dns_name.clone());
-    let first = first_request(&dr, &options.resolver, &host, &options.probe_path).await;
+    let first = steps::serve_canary(&dr, &options.resolver, &host, &options.probe_path).await;
     let served = Instant::now();
     phases.push(Phase {
         name: "dns + first request".into(),
         seconds: served.duration_since(in_service).as_secs_f64(),
     });
-    let first = match first {
-        Ok(f) => Some(f),
-        Err(e) => {
-            notes.push(format!("no request was served by {host} yet: {e:#}"));
-            None
-        }
-    };
+    let first = first.served_or_note(&mut notes);
     // Where the stack lives now: in the DR region for sure, at home if it answers.
     let previous = state::read(&dr).await?;
     let changed = source.is_some() || previous.as_ref().is_none_or(|a| a.region != to);
@@ -337,249 +275,4 @@ fn first_line(e: &anyhow::Error) -> String {
         .next()
         .unwrap_or_default()
         .to_string()
-}
-
-pub struct FailbackOptions {
-    pub keep_standby: bool,
-    pub resolver: Resolver,
-    pub probe_path: String,
-}
-
-/// Brings the stack home once the primary region answers again.
-pub async fn failback(ctx: &Ctx, binary: &Binary, options: &FailbackOptions) -> Result<Report> {
-    let dr_config = ctx
-        .spec
-        .config
-        .dr
-        .clone()
-        .context("no DR region: set [dr] region in stack.toml or pass --dr-region")?;
-    let from = dr_config.region.clone();
-    let home = ctx.spec.region.clone();
-    let dr = Ctx::new(
-        &ctx.for_region(&from).sdk,
-        standby_spec(&ctx.spec, &from),
-        ctx.progress.clone(),
-    );
-    let started = Instant::now();
-    let started_at = now();
-    ctx.sts.get_caller_identity().send().await.aws(format!(
-        "check that {home} answers again (sts get-caller-identity)"
-    ))?;
-    let active = state::newest(&[ctx, &dr]).await;
-    let dr_db_id = dr.spec.db_identifier();
-    let dr_db = instance::describe(&dr, &dr_db_id).await?;
-    if active.as_ref().is_none_or(|a| a.region != from) && dr_db.is_none() {
-        bail!(
-            "stack {} is not failed over to {from}: it is active in {home}; nothing to fail back",
-            ctx.spec.stack
-        );
-    }
-    let home_key = kms::discover(ctx)
-        .await?
-        .filter(|k| k.state == "Enabled")
-        .with_context(|| {
-            format!(
-                "{home} has no enabled KMS key {}: run `provisioner up` first",
-                kms::alias(ctx)
-            )
-        })?;
-    let mut notes = Vec::new();
-    let mut phases = Vec::new();
-    let mut source_text = None;
-    // 1. The data home: the DR database stopped with a final snapshot, copied home.
-    let mark = Instant::now();
-    let snapshot = format!(
-        "{}-failback-{}",
-        dr_db_id,
-        super::super::backup::compact_time(started_at)
-    );
-    let copied = match &dr_db {
-        Some(db) => {
-            if db.status == "available" {
-                dr.rds
-                    .stop_db_instance()
-                    .db_instance_identifier(&dr_db_id)
-                    .db_snapshot_identifier(&snapshot)
-                    .send()
-                    .await
-                    .aws(format!(
-                        "stop db-instance {dr_db_id} in {from} with a final snapshot"
-                    ))?;
-                ctx.progress.line(format!(
-                    "stopped db-instance {dr_db_id} in {from} with snapshot {snapshot}: the nodes serve from memory, Admin API writes wait"
-                ));
-            }
-            let (snap, arn) = wait_snapshot_named(&dr, &dr_db_id).await?;
-            let out = match ctx
-                .rds
-                .copy_db_snapshot()
-                .source_db_snapshot_identifier(&arn)
-                .target_db_snapshot_identifier(&snap)
-                .kms_key_id(&home_key.arn)
-                .copy_tags(true)
-                .send()
-                .await
-            {
-                Err(e) if e.code() == Some("DBSnapshotAlreadyExists") => None,
-                other => Some(other.aws(format!("copy db-snapshot {snap} to {home}"))?),
-            };
-            drop(out);
-            wait_available_snapshot(ctx, &snap).await?;
-            ctx.progress
-                .line(format!("copied db-snapshot {snap} home to {home}"));
-            source_text = Some(format!("snapshot {snap} of {dr_db_id} in {from}"));
-            Some(snap)
-        }
-        None => None,
-    };
-    phases.push(Phase {
-        name: "data home".into(),
-        seconds: mark.elapsed().as_secs_f64(),
-    });
-    // 2. The primary rebuilt: nodes fenced, the old database replaced by the copy.
-    let mark = Instant::now();
-    if let Some(snap) = &copied {
-        compute::fence(ctx).await?;
-        let old = instance::describe(ctx, &ctx.spec.db_identifier()).await?;
-        if let Some(old) = old {
-            let d = database::discover(ctx).await?;
-            let mut current = d.clone();
-            current.key = None; // the key stays: the copy is encrypted with it
-            current.subnet_group = None;
-            current.instance = Some(old);
-            database::delete(ctx, &current, false, true).await?;
-        }
-        let outputs = stack::up_from(ctx, binary, &Source::Snapshot(snap.clone())).await?;
-        phases.push(Phase {
-            name: "primary rebuilt".into(),
-            seconds: mark.elapsed().as_secs_f64(),
-        });
-        let mark = Instant::now();
-        wait_in_service(ctx, &ctx.spec.elb_name()).await?;
-        let host = outputs
-            .domain
-            .clone()
-            .unwrap_or_else(|| outputs.elb_dns_name.clone());
-        let first = first_request(ctx, &options.resolver, &host, &options.probe_path).await;
-        phases.push(Phase {
-            name: "nodes + dns".into(),
-            seconds: mark.elapsed().as_secs_f64(),
-        });
-        let first = match first {
-            Ok(f) => Some(f),
-            Err(e) => {
-                notes.push(format!("no request was served by {host} yet: {e:#}"));
-                None
-            }
-        };
-        // 3-4. Home is active; the DR stack goes, unless kept as a warm standby.
-        let active = state::Active {
-            region: home.clone(),
-            since: started_at,
-            operation: "failback".into(),
-            from: from.clone(),
-        };
-        state::write(ctx, &active).await?;
-        state::write(&dr, &active).await?;
-        if !options.keep_standby {
-            stack::down(
-                &dr,
-                &DownOptions {
-                    skip_final_snapshot: true,
-                    force: true,
-                },
-            )
-            .await?;
-        } else {
-            notes.push(format!(
-                "the DR stack in {from} is kept (--keep-standby); its database is stopped"
-            ));
-        }
-        return Ok(Report {
-            stack: ctx.spec.stack.clone(),
-            operation: "failback".into(),
-            from,
-            to: home,
-            changed: true,
-            fenced: "the DR database was stopped with a final snapshot".into(),
-            source: source_text,
-            restore_point: None,
-            rto_seconds: first.is_some().then(|| started.elapsed().as_secs_f64()),
-            rto_target_seconds: dr_config.rto_target.as_secs(),
-            phases,
-            rpo_seconds: None,
-            rpo_target_seconds: dr_config.rpo_target.as_secs(),
-            elb_dns_name: outputs.elb_dns_name,
-            domain: outputs.domain,
-            first_request: first,
-            notes,
-        });
-    }
-    bail!("the DR region {from} has no database {dr_db_id} to bring home")
-}
-
-/// The newest snapshot of `db_id` taken by a failback, once available: (id, ARN).
-async fn wait_snapshot_named(ctx: &Ctx, db_id: &str) -> Result<(String, String)> {
-    let region = ctx.spec.region.clone();
-    ctx.progress
-        .wait(
-            &format!("final snapshot of {db_id} in {region}"),
-            SNAPSHOT_LIMIT,
-            || async {
-                let out = ctx
-                    .rds
-                    .describe_db_snapshots()
-                    .db_instance_identifier(db_id)
-                    .send()
-                    .await
-                    .aws(format!("describe snapshots of {db_id} in {region}"))?;
-                let newest = out
-                    .db_snapshots()
-                    .iter()
-                    .filter(|s| {
-                        s.db_snapshot_identifier()
-                            .is_some_and(|i| i.contains("-failback-"))
-                    })
-                    .max_by_key(|s| s.snapshot_create_time().map(|t| t.secs()));
-                Ok(match newest {
-                    Some(s) if s.status() == Some("available") => Poll::Ready((
-                        s.db_snapshot_identifier().unwrap_or_default().to_string(),
-                        s.db_snapshot_arn().unwrap_or_default().to_string(),
-                    )),
-                    Some(s) => Poll::Pending(s.status().unwrap_or("creating").to_string()),
-                    None => Poll::Pending("no snapshot yet".into()),
-                })
-            },
-        )
-        .await
-}
-
-async fn wait_available_snapshot(ctx: &Ctx, id: &str) -> Result<()> {
-    let region = ctx.spec.region.clone();
-    ctx.progress
-        .wait(
-            &format!("db-snapshot {id} in {region}"),
-            SNAPSHOT_LIMIT,
-            || async {
-                let out = ctx
-                    .rds
-                    .describe_db_snapshots()
-                    .db_snapshot_identifier(id)
-                    .send()
-                    .await
-                    .aws(format!("describe db-snapshot {id} in {region}"))?;
-                let status = out
-                    .db_snapshots()
-                    .first()
-                    .and_then(|s| s.status())
-                    .unwrap_or("creating")
-                    .to_string();
-                Ok(match status.as_str() {
-                    "available" => Poll::Ready(()),
-                    "failed" => bail!("db-snapshot {id} in {region} failed"),
-                    _ => Poll::Pending(status),
-                })
-            },
-        )
-        .await
 }

@@ -17,10 +17,12 @@ use crate::secrets::{self, copy::Copies};
 use crate::stack::Binary;
 
 pub mod drill;
+pub mod failback;
 pub mod failover;
 pub mod fingerprint;
 pub mod replication;
 pub mod state;
+pub mod steps;
 
 use replication::Replica;
 

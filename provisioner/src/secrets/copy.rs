@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result};
 use super::{create, discover, find, kind, read, Current, Found, FoundState};
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
-use crate::plan::{Change, Diff, Status};
+use crate::plan::{Change, Status};
 use crate::spec::SecretStore;
 
 /// One copy: what exists in the DR region, and whether its value is the primary's
@@ -62,16 +62,7 @@ pub fn plan(dr: &Ctx, copies: &Copies) -> Vec<Change> {
             let Some(found) = &c.found else {
                 return Change::create(resource);
             };
-            let mut diff = Diff::default();
-            match &found.state {
-                FoundState::Ok => {}
-                FoundState::NotSecure(t) => {
-                    diff.field("type", Some(t.as_str()), Some("SecureString"));
-                }
-                FoundState::ScheduledForDeletion => {
-                    diff.field("state", Some("scheduled for deletion"), Some("active"));
-                }
-            }
+            let mut diff = super::state_diff(found);
             if c.in_sync == Some(false) {
                 diff.field(
                     "value",
@@ -101,27 +92,15 @@ pub async fn converge(primary: &Ctx, dr: &Ctx, copies: &Copies) -> Result<()> {
                     .line(format!("copied {kind} {} to {}", c.name, dr.spec.region));
                 continue;
             }
-            (Some(f), SecretStore::SecretsManager)
-                if f.state == FoundState::ScheduledForDeletion =>
-            {
-                dr.secretsmanager
-                    .restore_secret()
-                    .secret_id(&c.name)
-                    .send()
-                    .await
-                    .aws(format!("restore {kind} {} in {}", c.name, dr.spec.region))?;
-                super::redact(
+            (Some(f), SecretStore::SecretsManager) => {
+                if f.state == FoundState::ScheduledForDeletion {
                     dr.secretsmanager
-                        .put_secret_value()
+                        .restore_secret()
                         .secret_id(&c.name)
-                        .secret_string(&value.0)
                         .send()
                         .await
-                        .aws(format!("update {kind} {} in {}", c.name, dr.spec.region)),
-                    &value,
-                )?;
-            }
-            (Some(_), SecretStore::SecretsManager) => {
+                        .aws(format!("restore {kind} {} in {}", c.name, dr.spec.region))?;
+                }
                 super::redact(
                     dr.secretsmanager
                         .put_secret_value()

@@ -156,6 +156,11 @@ fn compare(kind: &str, name: &str, found: Option<&Found>) -> Change {
     let Some(found) = found else {
         return Change::create(resource);
     };
+    state_diff(found).into_change(resource)
+}
+
+/// What differs in how a secret is kept (never its value).
+fn state_diff(found: &Found) -> Diff {
     let mut diff = Diff::default();
     match &found.state {
         FoundState::Ok => {}
@@ -166,7 +171,7 @@ fn compare(kind: &str, name: &str, found: Option<&Found>) -> Change {
             diff.field("state", Some("scheduled for deletion"), Some("active"));
         }
     }
-    diff.into_change(resource)
+    diff
 }
 
 pub fn plan(ctx: &Ctx, current: &Current) -> Vec<Change> {

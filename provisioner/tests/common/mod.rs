@@ -129,3 +129,16 @@ pub fn stack_name(prefix: &str) -> String {
     let n = (nanos as u64 ^ (std::process::id() as u64) << 32) % 0xff_ffff;
     format!("{prefix}-{n:06x}")
 }
+
+/// A (decrypted) SSM parameter's value in `region`, None when it is not there.
+pub async fn ssm_value(region: &str, name: &str) -> Option<String> {
+    let ssm = aws_sdk_ssm::Client::new(&config(region).await);
+    let out = ssm
+        .get_parameter()
+        .name(name)
+        .with_decryption(true)
+        .send()
+        .await
+        .ok()?;
+    out.parameter()?.value().map(str::to_string)
+}
