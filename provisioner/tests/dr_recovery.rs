@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use common::cli::{gateway_binary, run, run_ok};
+use common::cli::{self, gateway_binary, run, run_ok};
 use common::{config, endpoint, ssm_value, stack_name, wait_for};
 use provisioner::probe::{self, Resolver};
 use serde_json::Value;
@@ -330,6 +330,13 @@ async fn drill_failover_and_failback() {
     let md = std::fs::read_to_string(&report_path).unwrap();
     assert!(md.contains("RTO by phase") && md.contains("passed"), "{md}");
     assert_gone(&format!("{name}-drill"));
+    // The drill borrowed the pilot light and left it as it was: nothing to converge.
+    let after = cli::plan_changes(PRIMARY, &name, &["--config", stack.toml.as_str()]);
+    assert_eq!(
+        after,
+        Vec::<Value>::new(),
+        "the drill changed the primary or its pilot light"
+    );
 
     // A drill from the backup made before the routes fails and names what is missing.
     let out = stack.run(&[

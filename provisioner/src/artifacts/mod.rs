@@ -12,7 +12,7 @@ use anyhow::{bail, Context as _, Result};
 
 use crate::context::Ctx;
 use crate::plan::{Change, Diff, Status};
-use crate::spec::Spec;
+use crate::spec::{Spec, STACK_TAG};
 
 pub use bucket::{converge, delete, discover};
 
@@ -125,11 +125,12 @@ impl Current {
     }
 }
 
+/// The bucket's tags: its owner's, also when a drill copy borrows it.
 fn desired_tags(ctx: &Ctx, bucket: &str) -> Vec<(String, String)> {
-    ctx.tags(bucket)
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
+    vec![
+        ("Name".to_string(), bucket.to_string()),
+        (STACK_TAG.to_string(), ctx.spec.owner().to_string()),
+    ]
 }
 
 /// Tags as `key=value`.
@@ -214,6 +215,24 @@ mod tests {
         );
         assert!(name.len() <= 63);
         assert_eq!(object_key("ab"), "gateway/ab");
+    }
+
+    #[test]
+    fn a_borrowed_bucket_keeps_its_owners_tags() {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        let spec = Spec::new("gw", "us-east-1", Default::default()).unwrap();
+        let drill = crate::context::Ctx::new(
+            &sdk,
+            spec.drill_copy("us-west-2"),
+            crate::progress::Progress::new(true),
+        );
+        let tags = desired_tags(&drill, "gw-artifacts-1-us-west-2");
+        assert!(
+            tags.contains(&(STACK_TAG.to_string(), "gw".to_string())),
+            "{tags:?}"
+        );
     }
 
     #[test]
