@@ -77,13 +77,6 @@ impl Snapshot {
     }
 }
 
-/// The regions a command looks at: the stack's, then the DR region.
-fn regions(ctx: &Ctx) -> Vec<Ctx> {
-    let mut out = vec![ctx.for_region(&ctx.spec.region)];
-    out.extend(ctx.dr());
-    out
-}
-
 /// The stack's snapshots in `ctx`'s region: of its instance, or tagged with the stack.
 pub async fn snapshots(ctx: &Ctx) -> Result<Vec<Snapshot>> {
     let id = ctx.spec.db_identifier();
@@ -336,8 +329,9 @@ impl Listing {
 
 /// `backup list`: every snapshot of the stack, per region, newest first.
 pub async fn list(ctx: &Ctx) -> Result<Listing> {
-    let mut all = Vec::new();
-    for there in regions(ctx) {
+    // The stack's region, then the DR region.
+    let mut all = snapshots(ctx).await?;
+    if let Some(there) = ctx.dr() {
         all.extend(snapshots(&there).await?);
     }
     Ok(Listing {
@@ -483,7 +477,7 @@ pub fn rpo_target(ctx: &Ctx) -> Duration {
         .dr
         .as_ref()
         .map(|d| d.rpo_target)
-        .unwrap_or_else(|| crate::spec::DrConfig::new("").rpo_target)
+        .unwrap_or_else(crate::spec::DrConfig::default_rpo)
 }
 
 /// `backup status`: per region, now minus the latest restorable time, against the target.

@@ -49,15 +49,20 @@ impl Ctx {
 
     /// The same stack's view of `region`: same credentials, endpoint and config.
     pub fn for_region(&self, region: &str) -> Ctx {
+        self.for_spec(Spec {
+            region: region.to_string(),
+            ..self.spec.clone()
+        })
+    }
+
+    /// Another spec (a drill copy, the stack in the DR region) with the same credentials
+    /// and endpoint, its clients in the spec's region.
+    pub fn for_spec(&self, spec: Spec) -> Ctx {
         let sdk = self
             .sdk
             .to_builder()
-            .region(aws_config::Region::new(region.to_string()))
+            .region(aws_config::Region::new(spec.region.clone()))
             .build();
-        let spec = Spec {
-            region: region.to_string(),
-            ..self.spec.clone()
-        };
         Ctx::new(&sdk, spec, self.progress.clone())
     }
 

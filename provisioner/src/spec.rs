@@ -102,7 +102,7 @@ pub struct DrConfig {
 impl DrConfig {
     /// RDS ships transaction logs every 5 minutes, and a replicated backup trails the
     /// source by minutes more.
-    fn default_rpo() -> Duration {
+    pub fn default_rpo() -> Duration {
         Duration::from_secs(15 * 60)
     }
     /// A restore of a large RDS instance alone takes tens of minutes on AWS.

@@ -325,11 +325,7 @@ pub async fn run(ctx: &Ctx, binary: &Binary, options: &Options) -> Result<Report
         .clone()
         .context("no DR region: set [dr] region in stack.toml or pass --dr-region")?;
     let dr = ctx.for_region(&dr_config.region);
-    let drill = Ctx::new(
-        &dr.sdk,
-        ctx.spec.drill_copy(&dr_config.region),
-        ctx.progress.clone(),
-    );
+    let drill = ctx.for_spec(ctx.spec.drill_copy(&dr_config.region));
     preflight(&dr).await?;
     let (source, _) = source(&dr, &ctx.spec.region, options.snapshot.as_deref()).await?;
     // A drill stopped halfway leaves its copy: start from nothing.

@@ -38,11 +38,7 @@ pub async fn failback(ctx: &Ctx, binary: &Binary, options: &Options) -> Result<R
         .context("no DR region: set [dr] region in stack.toml or pass --dr-region")?;
     let from = dr_config.region.clone();
     let home = ctx.spec.region.clone();
-    let dr = Ctx::new(
-        &ctx.for_region(&from).sdk,
-        standby_spec(&ctx.spec, &from),
-        ctx.progress.clone(),
-    );
+    let dr = ctx.for_spec(standby_spec(&ctx.spec, &from));
     let started = Instant::now();
     let started_at = now();
     ctx.sts.get_caller_identity().send().await.aws(format!(

@@ -118,11 +118,7 @@ pub async fn failover(ctx: &Ctx, binary: &Binary, options: &Options) -> Result<R
             dr_config.region
         );
     }
-    let dr = Ctx::new(
-        &ctx.for_region(&to).sdk,
-        standby_spec(&ctx.spec, &to),
-        ctx.progress.clone(),
-    );
+    let dr = ctx.for_spec(standby_spec(&ctx.spec, &to));
     let started = Instant::now();
     let started_at = now();
     steps::preflight(&dr).await?;

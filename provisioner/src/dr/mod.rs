@@ -61,19 +61,23 @@ pub async fn discover(
     })
 }
 
-/// `resource` names the DR region, so the rows differ from the primary's.
-fn in_region(dr: &Ctx, mut change: Change) -> Change {
-    if !change
-        .resource
-        .ends_with(&format!(" in {}", dr.spec.region))
-    {
-        change.resource = format!("{} in {}", change.resource, dr.spec.region);
+/// A resource's name with the DR region, so its rows differ from the primary's.
+fn in_region(dr: &Ctx, resource: String) -> String {
+    let suffix = format!(" in {}", dr.spec.region);
+    if resource.ends_with(&suffix) {
+        resource
+    } else {
+        resource + &suffix
     }
+}
+
+fn change_in_region(dr: &Ctx, mut change: Change) -> Change {
+    change.resource = in_region(dr, change.resource);
     change
 }
 
 pub fn plan(dr: &Ctx, current: &Current, primary_secrets_pending: bool) -> Vec<Change> {
-    let mut all = vec![in_region(dr, kms::compare(dr, current.key.as_ref()))];
+    let mut all = vec![change_in_region(dr, kms::compare(dr, current.key.as_ref()))];
     if primary_secrets_pending {
         // The primary's secrets are about to be made: their copies follow.
         for name in [dr.spec.db_password_secret(), dr.spec.admin_token_secret()] {
@@ -88,7 +92,7 @@ pub fn plan(dr: &Ctx, current: &Current, primary_secrets_pending: bool) -> Vec<C
     all.extend(
         artifacts::plan(dr, &current.artifacts)
             .into_iter()
-            .map(|c| in_region(dr, c)),
+            .map(|c| change_in_region(dr, c)),
     );
     let key_arn = current.key.as_ref().map(|k| k.arn.as_str());
     all.push(replication::plan(dr, current.replica.as_ref(), key_arn));
@@ -117,15 +121,14 @@ pub async fn converge(
         .await?
         .ok_or_else(|| anyhow::anyhow!("db-instance {primary_db} is gone; run `up` again"))?;
     let replica = replication::discover(dr, &source).await?;
-    replication::converge(dr, &source, &key_arn, "Enabled", replica.as_ref()).await
+    // kms::converge enabled the key (or failed): replication finds it usable.
+    replication::converge(dr, &source, &key_arn, replica.as_ref()).await
 }
 
 pub fn status(dr: &Ctx, current: &Current) -> Vec<Status> {
     let mut out: Vec<Status> = Vec::new();
     let relabel = |mut s: Status| {
-        if !s.resource.ends_with(&format!(" in {}", dr.spec.region)) {
-            s.resource = format!("{} in {}", s.resource, dr.spec.region);
-        }
+        s.resource = in_region(dr, s.resource);
         s
     };
     out.extend(database::status_of_key(current.key.as_ref()).map(relabel));

@@ -101,8 +101,9 @@ pub fn plan(dr: &Ctx, replica: Option<&Replica>, key_arn: Option<&str>) -> Chang
     diff.into_change(resource(dr))
 }
 
-/// What must hold before AWS is asked to replicate, with the fix in each message.
-pub fn preflight(dr: &Ctx, source: &Instance, key_state: &str) -> Result<()> {
+/// What must hold before AWS is asked to replicate, with the fix in each message. The DR
+/// key is not checked here: `up` converges it (enabled) first.
+pub fn preflight(dr: &Ctx, source: &Instance) -> Result<()> {
     let (from, to) = (source_region(source), dr.spec.region.as_str());
     if from == to {
         bail!("dr.region is {to}, the stack's own region: name another region for the copies");
@@ -124,13 +125,6 @@ pub fn preflight(dr: &Ctx, source: &Instance, key_state: &str) -> Result<()> {
             source.retention
         );
     }
-    if key_state != "Enabled" {
-        bail!(
-            "the DR key alias/{} in {to} is {key_state}: enable it (aws kms enable-key --region {to}) \
-             or run `up` to repair it",
-            dr.spec.kms_key_name()
-        );
-    }
     Ok(())
 }
 
@@ -144,7 +138,6 @@ pub async fn converge(
     dr: &Ctx,
     source: &Instance,
     key_arn: &str,
-    key_state: &str,
     replica: Option<&Replica>,
 ) -> Result<()> {
     let wanted = |r: &Replica| {
@@ -155,7 +148,7 @@ pub async fn converge(
     if replica.is_some_and(wanted) {
         return Ok(());
     }
-    preflight(dr, source, key_state)?;
+    preflight(dr, source)?;
     if replica.is_some_and(Replica::is_replicating) {
         stop(dr, &source.arn).await?;
     }
