@@ -360,8 +360,7 @@ async fn drill_failover_and_failback() {
     assert!(failures.contains("/dr-canary"), "{old_drill:#}");
     assert_gone(&format!("{name}-drill"));
 
-    // Refusals: a missing snapshot; a DR region without the key; an RPO target that
-    // cannot be met (nothing changes).
+    // Refusals: a missing snapshot; a DR region without the key.
     let out = stack.run(&["dr", "drill", "--snapshot", "no-such-snapshot"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-snapshot is not in us-west-2"));
     let out = stack.run(&["dr", "drill", "--dr-region", "ap-south-1"]);
@@ -372,6 +371,12 @@ async fn drill_failover_and_failback() {
             && err.contains("ap-south-1"),
         "{err}"
     );
+    // The primary region fails: every call to it is refused.
+    let outage = Outage::of(PRIMARY);
+
+    // An RPO target that cannot be met is refused, and nothing changes. The outage stops
+    // the shipping of backups, so after a few seconds the replica is surely older than 1 s.
+    tokio::time::sleep(Duration::from_secs(4)).await;
     let strict = Stack {
         toml: write_toml(&dir, "strict.toml", &zone_id, &domain, "1s"),
         name: name.clone(),
@@ -390,8 +395,6 @@ async fn drill_failover_and_failback() {
         "a refused failover built nothing: {none}"
     );
 
-    // The primary region fails: every call to it is refused.
-    let outage = Outage::of(PRIMARY);
     let out = stack.run(&[
         "dr",
         "failover",
