@@ -146,8 +146,8 @@ pub fn fingerprint(config: &Config) -> anyhow::Result<ExitCode> {
 }
 
 pub fn import(config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let text = crate::input_limits::read_file(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
     let doc = crate::declarative::parse(&text).map_err(|e| {
         anyhow::anyhow!("{} is not a valid declarative config: {e}", file.display())
     })?;

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
+use crate::input_limits as limits;
 use crate::model::{self, Entities};
 use crate::schema::{self, FieldErrors, Kind, Write};
 
@@ -155,8 +156,13 @@ impl Document {
     }
 }
 
-/// Parses YAML (or JSON, which is YAML) text.
+/// Parses YAML (or JSON, which is YAML) text, within [`crate::input_limits`]: a
+/// text too large, too deep or whose aliases expand too far is refused before
+/// serde_yaml_ng reads it.
 pub fn parse(text: &str) -> Result<Document, DeclarativeError> {
+    limits::check_size(text.len()).map_err(|e| err("the document", e.to_string()))?;
+    limits::check_yaml(text)
+        .map_err(|(e, line, column)| err(format!("line {line} column {column}"), e.to_string()))?;
     let de = serde_yaml_ng::Deserializer::from_str(text);
     let file: File = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -9,6 +9,7 @@ pub mod db_cli;
 pub mod declarative;
 pub mod fingerprint;
 pub mod health;
+pub mod input_limits;
 pub mod listener;
 pub mod model;
 pub mod node;

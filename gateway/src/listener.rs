@@ -1,5 +1,9 @@
 //! Listeners: bind with Kong's flags, accept, read the PROXY header, do TLS,
-//! and hand the connection to hyper (HTTP/1.1, and HTTP/2 where flagged).
+//! and hand the connection to hyper (HTTP/1.1, and HTTP/2 where flagged),
+//! within the connection limits of `config::Limits`.
+
+mod activity;
+mod head;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,12 +18,14 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::config::Listen;
+use crate::config::{Limits, Listen};
 use crate::model::Protocol;
 use crate::proxy::forwarded::ConnectionInfo;
 use crate::proxy::{self, Shared};
 use crate::proxy_protocol::{self, ProxyHeader, Rewind};
 use crate::status::Status;
+use activity::{Activity, Expired, Tracked, Watchdog, Watched};
+use head::First;
 
 /// What a listener serves.
 #[derive(Clone)]
@@ -36,12 +42,12 @@ pub struct Serving {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub status: Arc<Status>,
     pub proxy_protocol_timeout: Duration,
+    pub limits: Arc<Limits>,
+    /// Flips to true when the node starts draining (readiness answers 503).
+    pub draining: watch::Receiver<bool>,
     /// Flips to true when the node stops accepting and drains connections.
     pub shutdown: watch::Receiver<bool>,
 }
-
-/// How long a client may take over its TLS handshake.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds one socket, or `copies` sockets sharing the port with `reuseport`.
 pub fn bind(listen: &Listen, copies: usize) -> Result<Vec<TcpListener>, String> {
@@ -138,16 +144,18 @@ async fn tls_then_http<IO>(
         None => {
             drop(reading);
             serving.status.handled();
-            http(io, peer, local, header, Protocol::Http, serving).await
+            http(io, peer, local, header, Protocol::Http, false, serving).await
         }
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
-            let tls = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(io)).await;
+            let handshake = serving.limits.ssl_handshake_timeout;
+            let tls = tokio::time::timeout(handshake, acceptor.accept(io)).await;
             drop(reading);
             match tls {
                 Ok(Ok(tls)) => {
                     serving.status.handled();
-                    http(tls, peer, local, header, Protocol::Https, serving).await
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    http(tls, peer, local, header, Protocol::Https, h2, serving).await
                 }
                 Ok(Err(e)) => {
                     serving.status.tls_failed();
@@ -162,24 +170,64 @@ async fn tls_then_http<IO>(
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn http<IO>(
-    io: IO,
+    mut io: IO,
     peer: SocketAddr,
     local: SocketAddr,
     header: Option<ProxyHeader>,
     scheme: Protocol,
+    alpn_h2: bool,
     serving: Serving,
 ) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let limits = &serving.limits;
+    // The first head, read on a small buffer before hyper allocates its own
+    // (head.rs); HTTP/2 negotiated by ALPN starts with hyper at once.
+    let waiting = std::time::Instant::now();
+    let first = if alpn_h2 {
+        bytes::Bytes::new()
+    } else {
+        let mut shutdown = serving.shutdown.clone();
+        let read = head::read_first(&mut io, limits, serving.listen.http2);
+        tokio::select! {
+            r = tokio::time::timeout(limits.client_header_timeout, read) => match r {
+                Ok(First::Ready(bytes)) => bytes.freeze(),
+                Ok(First::Gone | First::Refused) => return,
+                Err(_) => {
+                    tracing::debug!(%peer, "closing: no request within client_header_timeout");
+                    return;
+                }
+            },
+            () = stopped(&mut shutdown) => return,
+        }
+    };
+    let io = Rewind::new(first, io);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // The watchdog below times heads and idle connections: hyper's own header
+    // timer would also run while a keep-alive connection is idle.
+    let head = limits.max_head_size();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .keep_alive(!limits.keepalive_timeout.is_zero())
+        .header_read_timeout(None)
+        // A head that fills the read buffer is 431; the buffer never outgrows
+        // the largest head, so a slow client holds at most that much.
+        .max_buf_size(head.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(head).unwrap_or(u32::MAX));
     if !serving.listen.http2 {
         builder = builder.http1_only();
     }
-    let io = TokioIo::new(io);
-    match serving.app {
+    let activity = Arc::new(Activity::default());
+    let io = TokioIo::new(Watched::new(io, activity.clone()));
+    let status = serving.status.clone();
+    match serving.app.clone() {
         App::Proxy(shared) => {
             let info = Arc::new(ConnectionInfo::new(
                 scheme,
@@ -191,32 +239,75 @@ async fn http<IO>(
             let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 proxy::handle(shared.clone(), info.clone(), req)
             });
+            let service = Tracked::new(service, activity.clone(), status);
             let conn = builder.serve_connection(io, service).into_owned();
-            drive(conn, serving.shutdown, peer).await;
+            drive(conn, &serving, &activity, peer, waiting.elapsed()).await;
         }
         App::Admin(router) => {
-            let service = TowerToHyperService::new(router);
+            let service = Tracked::new(TowerToHyperService::new(router), activity.clone(), status);
             let conn = builder.serve_connection(io, service).into_owned();
-            drive(conn, serving.shutdown, peer).await;
+            drive(conn, &serving, &activity, peer, waiting.elapsed()).await;
         }
     }
 }
 
-/// Runs a connection to its end; on shutdown, lets in-flight requests finish.
-async fn drive<C>(conn: C, mut shutdown: watch::Receiver<bool>, peer: SocketAddr)
-where
+/// Runs a connection to its end. It is closed when silent for too long; while
+/// the node drains, HTTP/2 clients get GOAWAY (HTTP/1 ones get
+/// `Connection: close` on their next response); on shutdown, in-flight
+/// requests finish.
+async fn drive<C>(
+    conn: C,
+    serving: &Serving,
+    activity: &Activity,
+    peer: SocketAddr,
+    waited: Duration,
+) where
     C: std::future::Future<Output = Result<(), Box<dyn std::error::Error + Send + Sync>>>
         + GracefulShutdown,
 {
     tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(%peer, "connection ended: {e}");
+    let mut shutdown = serving.shutdown.clone();
+    let mut draining = serving.draining.clone();
+    let mut watchdog = Watchdog::new(&serving.limits, waited);
+    let mut ticks = tokio::time::interval(watchdog.tick);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.reset();
+    let mut goaway_sent = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, "connection ended: {e}");
+                }
+                return;
             }
-            return;
+            () = stopped(&mut shutdown) => break,
+            () = stopped(&mut draining), if !goaway_sent && activity.is_http2() => {
+                goaway_sent = true;
+                conn.as_mut().begin_shutdown();
+            }
+            // The conditions above are read as the loop turns: turn it at the
+            // first HTTP/2 request, so that a connection opened while the node
+            // drains gets GOAWAY then, not at the next tick (up to 2 s later,
+            // or only when the node stops accepting).
+            () = activity.http2_seen(), if !activity.is_http2() => {}
+            _ = ticks.tick() => match watchdog.check(activity) {
+                None => {}
+                // HTTP/2 says goodbye with GOAWAY; an idle HTTP/1 connection
+                // or one that never sent a request is simply closed.
+                Some(Expired::KeepAlive) if activity.is_http2() => {
+                    if goaway_sent {
+                        return;
+                    }
+                    goaway_sent = true;
+                    conn.as_mut().begin_shutdown();
+                }
+                Some(why) => {
+                    tracing::debug!(%peer, "closing a silent connection: {why:?}");
+                    return;
+                }
+            },
         }
-        () = stopped(&mut shutdown) => {}
     }
     conn.as_mut().begin_shutdown();
     if let Err(e) = conn.await {

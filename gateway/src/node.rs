@@ -43,9 +43,9 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     runtime.block_on(serve(config, threads))
 }
 
-/// Reads and compiles a declarative file.
+/// Reads and compiles a declarative file (at most [`crate::input_limits::MAX_BODY_BYTES`]).
 pub fn load_declarative(path: &Path, pools: &Pools) -> anyhow::Result<Snapshot> {
-    let text = std::fs::read_to_string(path)
+    let text = crate::input_limits::read_file(path)
         .with_context(|| format!("cannot read declarative_config {}", path.display()))?;
     Snapshot::from_declarative(&text, pools)
         .map_err(|e| anyhow::anyhow!("{} is not a valid declarative config: {e}", path.display()))
@@ -72,6 +72,7 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
             real_ip_header: config.real_ip_header.clone(),
             real_ip_recursive: config.real_ip_recursive,
         },
+        limits: config.limits.clone(),
     });
     let node = NodeInfo {
         node_id: uuid::Uuid::new_v4(),
@@ -101,12 +102,16 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
     });
 
     let (stop, stopped) = watch::channel(false);
+    let (drain_started, draining) = watch::channel(false);
+    let limits = Arc::new(config.limits.clone());
     let serving = |app: App, listen: &Listen, tls| Serving {
         app,
         listen: listen.clone(),
         tls,
         status: status.clone(),
         proxy_protocol_timeout: config.proxy_protocol_timeout,
+        limits: limits.clone(),
+        draining: draining.clone(),
         shutdown: stopped.clone(),
     };
     // Bind everything before serving anything, so a bad address fails the start.
@@ -151,6 +156,8 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
             None => reload(&config, &shared, &pools),
         }
     }
+    status.set_draining();
+    let _ = drain_started.send(true);
     drain(&config, &status, stop, tasks, &mut signals).await;
     if let Some(c) = cluster {
         c.leave().await;
@@ -210,7 +217,6 @@ async fn drain(
     mut tasks: tokio::task::JoinSet<()>,
     signals: &mut Signals,
 ) {
-    status.set_draining();
     tracing::info!(
         "draining: /status and /status/ready now answer 503; serving for {:?} more",
         config.drain_delay

@@ -15,7 +15,7 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::body::{self, BodyError};
+use super::body::{self, Body, BodyError};
 use super::{message, AdminState};
 use crate::cluster::Cluster;
 use crate::schema::Kind;
@@ -56,7 +56,7 @@ async fn collection(
     Path(kind): Path<String>,
     Query(params): Params,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Response {
     let Some(kind) = Kind::parse(&kind) else {
         return message(StatusCode::NOT_FOUND, "Not found");
@@ -77,7 +77,7 @@ async fn entity(
     method: Method,
     Path((kind, key)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Response {
     let Some(kind) = Kind::parse(&kind) else {
         return message(StatusCode::NOT_FOUND, "Not found");
@@ -96,7 +96,7 @@ async fn nested_collection(
     Path((parent, pkey, kind)): Path<(String, String, String)>,
     Query(params): Params,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Response {
     let c = match db(&s) {
         Ok(c) => c,
@@ -118,7 +118,7 @@ async fn nested_entity(
     method: Method,
     Path((parent, pkey, kind, key)): Path<(String, String, String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    Body(body): Body,
 ) -> Response {
     let c = match db(&s) {
         Ok(c) => c,

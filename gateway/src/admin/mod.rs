@@ -8,9 +8,9 @@ mod entities;
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -39,16 +39,12 @@ pub struct AdminState {
     pub token: Option<Secret>,
 }
 
-/// Largest declarative config `POST /config` accepts.
-const CONFIG_BODY_LIMIT: usize = 64 << 20;
-
+/// Every body, `POST /config`'s included, is read by [`body::Body`] within
+/// [`crate::input_limits::MAX_BODY_BYTES`] (Kong's 10 MiB).
 pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
         .route("/", get(node_info))
-        .route(
-            "/config",
-            post(load_config).layer(DefaultBodyLimit::max(CONFIG_BODY_LIMIT)),
-        )
+        .route("/config", post(load_config))
         .merge(entities::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -59,7 +55,42 @@ pub fn router(state: AdminState) -> Router {
         .route("/status", get(status))
         .route("/status/ready", get(ready))
         .merge(protected)
+        .layer(axum::middleware::from_fn(kong_errors))
         .with_state(state)
+}
+
+/// Kong's error shape for axum's own rejections, which are plain text or
+/// empty: a path segment that is not UTF-8, a query string that does not
+/// decode, a method a route does not have. Answers already in JSON pass.
+async fn kong_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    // Rejection texts are short; anything longer is cut.
+    let text = match axum::body::to_bytes(body, 16 << 10).await {
+        Ok(b) => String::from_utf8_lossy(&b).trim().to_string(),
+        Err(_) => String::new(),
+    };
+    let text = match (text.is_empty(), status) {
+        (false, _) => text,
+        (true, StatusCode::NOT_FOUND) => "Not found".into(),
+        (true, StatusCode::METHOD_NOT_ALLOWED) => "Method not allowed".into(),
+        (true, s) => s.canonical_reason().unwrap_or("Error").to_string(),
+    };
+    let body = json!({ "message": text }).to_string();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 async fn node_info(State(s): State<AdminState>) -> Json<serde_json::Value> {
@@ -118,21 +149,20 @@ fn unready(s: &AdminState, snapshot: &Snapshot) -> Option<&'static str> {
 }
 
 /// Kong's DB-less `POST /config`: replace the whole configuration.
-async fn load_config(State(s): State<AdminState>, body: Bytes) -> Response {
+async fn load_config(State(s): State<AdminState>, body::Body(body): body::Body) -> Response {
     if s.cluster.is_some() {
         return message(
             StatusCode::METHOD_NOT_ALLOWED,
             "POST /config is for database = off; with PostgreSQL use the entity endpoints or `gateway config db_import`",
         );
     }
-    let text = match std::str::from_utf8(&body) {
-        Ok(t) => t,
-        Err(_) => return schema_error("the body is not UTF-8 text".into()),
-    };
     let pools = s.pools.clone();
-    let text = text.to_string();
-    let built =
-        tokio::task::spawn_blocking(move || Snapshot::from_declarative(&text, &pools)).await;
+    // The body moves to the blocking thread: no copy of up to 10 MiB.
+    let built = tokio::task::spawn_blocking(move || match std::str::from_utf8(&body) {
+        Ok(text) => Snapshot::from_declarative(text, &pools),
+        Err(_) => Err("the body is not UTF-8 text".into()),
+    })
+    .await;
     match built {
         Ok(Ok(snapshot)) => {
             let body = json!({

@@ -2,6 +2,7 @@
 //! `GATEWAY_<KEY>` in the environment. No file means Kong's defaults.
 
 pub mod database;
+pub mod limits;
 pub mod listen;
 pub mod trusted;
 
@@ -9,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use database::{ClusterConfig, PgConfig, Secret};
+pub use limits::Limits;
 pub use listen::Listen;
 pub use trusted::TrustedIps;
 
@@ -52,6 +54,7 @@ pub struct Config {
     pub upstream_keepalive_pool_size: usize,
     pub upstream_keepalive_idle_timeout: Duration,
     pub upstream_keepalive_max_requests: u64,
+    pub limits: Limits,
     pub pg: PgConfig,
     pub cluster: ClusterConfig,
     /// When set, every Admin API request but `/status` needs it as a bearer token.
@@ -95,6 +98,7 @@ impl Default for Config {
             upstream_keepalive_pool_size: 512,
             upstream_keepalive_idle_timeout: Duration::from_secs(60),
             upstream_keepalive_max_requests: 10_000,
+            limits: Limits::default(),
             pg: PgConfig::default(),
             cluster: ClusterConfig::default(),
             admin_token: None,
@@ -132,7 +136,10 @@ impl Config {
                 continue;
             };
             let key = key.to_ascii_lowercase();
-            if KEYS.contains(&key.as_str()) || database::KEYS.contains(&key.as_str()) {
+            if KEYS.contains(&key.as_str())
+                || database::KEYS.contains(&key.as_str())
+                || limits::KEYS.contains(&key.as_str())
+            {
                 config
                     .set(&key, Value::Env(value))
                     .map_err(|message| ConfigError {
@@ -154,6 +161,9 @@ impl Config {
         if database::KEYS.contains(&key) {
             let (pg, cluster, token) = (&mut self.pg, &mut self.cluster, &mut self.admin_token);
             return database::set(pg, cluster, token, key, v);
+        }
+        if limits::KEYS.contains(&key) {
+            return limits::set(&mut self.limits, key, v);
         }
         match key {
             "proxy_listen" => self.proxy_listen = listen::parse_listeners(&v.string()?)?,
@@ -216,8 +226,9 @@ impl Config {
             }
             _ => {
                 return Err(format!(
-                    "unknown configuration key (known keys: {}, {})",
+                    "unknown configuration key (known keys: {}, {}, {})",
                     KEYS.join(", "),
+                    limits::KEYS.join(", "),
                     database::KEYS.join(", ")
                 ))
             }

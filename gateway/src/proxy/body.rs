@@ -1,24 +1,45 @@
 //! Streaming bodies. Requests flow to the upstream frame by frame (recording
-//! progress for `write_timeout`); responses flow back and hand their upstream
-//! connection back to the pool once read to the end.
+//! progress for `write_timeout`, within `client_max_body_size` and
+//! `client_body_timeout`); responses flow back within the service's
+//! `read_timeout` between two reads, and hand their upstream connection back
+//! to the pool once read to the end.
 
+use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
+use tokio::time::Sleep;
 
 use super::pool::{Conn, Pool};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a client's request body could not be forwarded: the client's fault,
+/// answered 4xx, never the upstream's 502.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[repr(u8)]
+pub enum ClientBodyError {
+    #[error("the client sent a malformed body (bad chunked framing, or shorter than its Content-Length)")]
+    Malformed = 1,
+    #[error("the client sent nothing for client_body_timeout")]
+    Timeout = 2,
+    #[error("the body is larger than client_max_body_size")]
+    TooLarge = 3,
+}
 
 /// How far a request body upload has got.
 pub struct Progress {
     start: Instant,
     last_ms: AtomicU64,
     done: AtomicBool,
+    /// A [`ClientBodyError`] as its number, 0 while none.
+    client_error: AtomicU8,
 }
 
 impl Progress {
@@ -27,7 +48,24 @@ impl Progress {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             done: AtomicBool::new(false),
+            client_error: AtomicU8::new(0),
         })
+    }
+
+    /// Set when the upload failed because of the client.
+    pub fn client_error(&self) -> Option<ClientBodyError> {
+        match self.client_error.load(Relaxed) {
+            1 => Some(ClientBodyError::Malformed),
+            2 => Some(ClientBodyError::Timeout),
+            3 => Some(ClientBodyError::TooLarge),
+            _ => None,
+        }
+    }
+
+    fn fail(&self, e: ClientBodyError) -> BoxError {
+        self.client_error.store(e as u8, Relaxed);
+        self.done.store(true, Relaxed);
+        Box::new(e)
     }
 
     pub fn is_done(&self) -> bool {
@@ -52,32 +90,89 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         progress: Option<Arc<Progress>>,
+        received: u64,
+        // 0 is unlimited.
+        max_size: u64,
+        timeout: Duration,
+        // Armed when the client is awaited, so time the upstream took to ask
+        // for more is not blamed on the client.
+        #[pin]
+        timer: Option<Sleep>,
+        waiting: bool,
     }
 }
 
 impl RequestBody {
-    pub fn new(inner: Incoming, progress: Option<Arc<Progress>>) -> Self {
-        RequestBody { inner, progress }
+    /// `progress` is set for a request with a body.
+    pub fn new(
+        inner: Incoming,
+        progress: Option<Arc<Progress>>,
+        max_size: u64,
+        timeout: Duration,
+    ) -> Self {
+        RequestBody {
+            inner,
+            progress,
+            received: 0,
+            max_size,
+            timeout,
+            timer: None,
+            waiting: false,
+        }
     }
 }
 
 impl Body for RequestBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = self.project();
-        let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(p) = this.progress {
-            match frame {
-                Some(Ok(_)) => p.touch(),
-                _ => p.done.store(true, Relaxed),
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let Some(p) = this.progress else {
+            return this.inner.poll_frame(cx).map_err(Into::into);
+        };
+        let frame = match this.inner.poll_frame(cx) {
+            Poll::Ready(f) => f,
+            Poll::Pending => {
+                let deadline = tokio::time::Instant::now() + *this.timeout;
+                if !*this.waiting {
+                    *this.waiting = true;
+                    match this.timer.as_mut().as_pin_mut() {
+                        Some(t) => t.reset(deadline),
+                        None => this.timer.set(Some(tokio::time::sleep_until(deadline))),
+                    }
+                }
+                if let Some(t) = this.timer.as_pin_mut() {
+                    ready!(t.poll(cx));
+                    return Poll::Ready(Some(Err(p.fail(ClientBodyError::Timeout))));
+                }
+                return Poll::Pending;
+            }
+        };
+        *this.waiting = false;
+        match frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.received += data.len() as u64;
+                    if *this.max_size > 0 && *this.received > *this.max_size {
+                        return Poll::Ready(Some(Err(p.fail(ClientBodyError::TooLarge))));
+                    }
+                }
+                p.touch();
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => {
+                tracing::debug!("client body: {e}");
+                Poll::Ready(Some(Err(p.fail(ClientBodyError::Malformed))))
+            }
+            None => {
+                p.done.store(true, Relaxed);
+                Poll::Ready(None)
             }
         }
-        Poll::Ready(frame)
     }
 
     fn is_end_stream(&self) -> bool {
@@ -97,20 +192,30 @@ pin_project_lite::pin_project! {
             #[pin]
             inner: Incoming,
             conn: Option<(Arc<Pool>, Conn)>,
+            // The service's read_timeout, between two reads (Kong's meaning).
+            read_timeout: Duration,
+            #[pin]
+            timer: Option<Sleep>,
+            waiting: bool,
         },
         Full { data: Option<Bytes> },
     }
 }
 
 impl ProxyBody {
-    pub fn upstream(inner: Incoming, pool: Arc<Pool>, conn: Conn) -> Self {
-        if inner.is_end_stream() {
+    pub fn upstream(inner: Incoming, pool: Arc<Pool>, conn: Conn, read_timeout: Duration) -> Self {
+        let conn = if inner.is_end_stream() {
             pool.checkin(conn);
-            return ProxyBody::Upstream { inner, conn: None };
-        }
+            None
+        } else {
+            Some((pool, conn))
+        };
         ProxyBody::Upstream {
             inner,
-            conn: Some((pool, conn)),
+            conn,
+            read_timeout,
+            timer: None,
+            waiting: false,
         }
     }
 
@@ -126,18 +231,51 @@ impl ProxyBody {
     }
 }
 
+/// The upstream sent nothing for `read_timeout` in the middle of a body.
+#[derive(Debug, thiserror::Error)]
+#[error("the upstream sent nothing for read_timeout ({0:?}) in the middle of the body")]
+pub struct UpstreamStalled(Duration);
+
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            ProxyBodyProj::Upstream { mut inner, conn } => {
-                let frame = ready!(inner.as_mut().poll_frame(cx));
+            ProxyBodyProj::Upstream {
+                mut inner,
+                conn,
+                read_timeout,
+                mut timer,
+                waiting,
+            } => {
+                let frame = match inner.as_mut().poll_frame(cx) {
+                    Poll::Ready(f) => f,
+                    Poll::Pending => {
+                        let deadline = tokio::time::Instant::now() + *read_timeout;
+                        if !*waiting {
+                            *waiting = true;
+                            match timer.as_mut().as_pin_mut() {
+                                Some(t) => t.reset(deadline),
+                                None => timer.set(Some(tokio::time::sleep_until(deadline))),
+                            }
+                        }
+                        if let Some(t) = timer.as_pin_mut() {
+                            ready!(t.poll(cx));
+                            // The connection is mid-body: it cannot be pooled.
+                            drop(conn.take());
+                            let e = UpstreamStalled(*read_timeout);
+                            tracing::warn!("{e}; closing the client's response");
+                            return Poll::Ready(Some(Err(Box::new(e))));
+                        }
+                        return Poll::Pending;
+                    }
+                };
+                *waiting = false;
                 match &frame {
                     // A broken upstream body is not pooled.
                     Some(Err(_)) => drop(conn.take()),
@@ -149,7 +287,7 @@ impl Body for ProxyBody {
                     }
                     _ => {}
                 }
-                Poll::Ready(frame)
+                Poll::Ready(frame.map(|f| f.map_err(Into::into)))
             }
         }
     }

@@ -6,6 +6,7 @@ pub mod body;
 pub mod forwarded;
 pub mod pool;
 mod request_id;
+pub mod strict;
 mod upstream_path;
 
 use std::convert::Infallible;
@@ -18,11 +19,12 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
+use crate::config::Limits;
 use crate::model::Protocol;
 use crate::router::RouteRequest;
 use crate::snapshot::{RouteEntry, ServiceEntry, Snapshot};
 use crate::status::Status;
-use body::{Progress, ProxyBody, RequestBody};
+use body::{ClientBodyError, Progress, ProxyBody, RequestBody};
 use forwarded::{ConnectionInfo, Forwarding};
 use pool::Conn;
 
@@ -33,6 +35,7 @@ pub struct Shared {
     pub snapshot: ArcSwap<Snapshot>,
     pub status: Arc<Status>,
     pub forwarding: Forwarding,
+    pub limits: Limits,
 }
 
 pub async fn handle(
@@ -45,8 +48,14 @@ pub async fn handle(
     let version = req.version();
     let mut resp = proxy(&shared, &conn, req, &id).await;
     resp.headers_mut().insert(&REQUEST_ID, id);
-    // Answer in the client's HTTP version, whatever the upstream spoke.
-    *resp.version_mut() = version;
+    // Answer in the client's HTTP version, whatever the upstream spoke. For
+    // HTTP/1.0, hyper answers in 1.0 anyway, and keeps the connection (adding
+    // `Connection: keep-alive`) only when the response says 1.1.
+    *resp.version_mut() = if version == Version::HTTP_10 {
+        Version::HTTP_11
+    } else {
+        version
+    };
     Ok(resp)
 }
 
@@ -56,6 +65,13 @@ async fn proxy(
     mut req: Request<Incoming>,
     id: &HeaderValue,
 ) -> Response<ProxyBody> {
+    if let Err(r) = strict::check(&mut req, &shared.limits) {
+        return error(r.status, r.message, id);
+    }
+    let max_body = shared.limits.client_max_body_size;
+    if max_body > 0 && hyper::body::Body::size_hint(req.body()).lower() > max_body {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", id);
+    }
     let snapshot = shared.snapshot.load_full();
     // Cheap clones (shared buffers) so the request can be changed below.
     let uri = req.uri().clone();
@@ -100,13 +116,12 @@ async fn proxy(
     let stripped = route
         .strip_path
         .then(|| &path[..found.matched_path_len.min(path.len())]);
-    // Only preserve_host needs the client's Host later.
-    let original_host = match (route.preserve_host, &host_header) {
+    // Only preserve_host needs the client's Host later: the URI's in the
+    // absolute form (RFC 9112 3.2.2) and in HTTP/2, else the Host header.
+    let original_host = match (route.preserve_host, uri.authority()) {
         (false, _) => None,
-        (true, Some(h)) => Some(h.clone()),
-        (true, None) => uri
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        (true, Some(a)) => HeaderValue::from_str(a.as_str()).ok(),
+        (true, None) => host_header.clone(),
     };
 
     let headers = req.headers_mut();
@@ -125,7 +140,13 @@ async fn proxy(
 
     let (parts, body) = req.into_parts();
     let progress = (!hyper::body::Body::is_end_stream(&body)).then(Progress::new);
-    let req = Request::from_parts(parts, RequestBody::new(body, progress.clone()));
+    let body = RequestBody::new(
+        body,
+        progress.clone(),
+        max_body,
+        shared.limits.client_body_timeout,
+    );
+    let req = Request::from_parts(parts, body);
     forward(service, req, original_host, progress, id).await
 }
 
@@ -165,13 +186,23 @@ async fn forward(
         };
         r.headers_mut().insert(header::HOST, host);
         match send(&mut conn, r, service, progress.as_deref()).await {
-            Attempt::Response(resp) => return response(resp, target.pool.clone(), conn),
+            Attempt::Response(resp) => {
+                return response(resp, target.pool.clone(), conn, service.read_timeout)
+            }
             Attempt::Unsent(r) => {
                 // A pooled connection closed under us: not the upstream's fault.
                 if !conn.reused {
                     tries += 1;
                 }
                 pending = Some(r);
+            }
+            Attempt::Failed(_) | Attempt::TimedOut
+                if progress
+                    .as_ref()
+                    .is_some_and(|p| p.client_error().is_some()) =>
+            {
+                let why = progress.and_then(|p| p.client_error());
+                return client_body_error(why.expect("checked above"), id);
             }
             Attempt::Failed(e) => {
                 tracing::warn!(request_id = ?id, "upstream request failed: {e}");
@@ -206,6 +237,9 @@ async fn forward(
 }
 
 /// How one attempt at the upstream ended.
+// Boxing the unsent request would cost an allocation on every request; this
+// value only lives on the stack of `forward`.
+#[allow(clippy::large_enum_variant)]
 enum Attempt {
     Response(Response<Incoming>),
     Unsent(Request<RequestBody>),
@@ -257,10 +291,30 @@ fn wait_for(service: &ServiceEntry, progress: Option<&Progress>) -> Duration {
     }
 }
 
-fn response(resp: Response<Incoming>, pool: Arc<pool::Pool>, conn: Conn) -> Response<ProxyBody> {
+fn response(
+    resp: Response<Incoming>,
+    pool: Arc<pool::Pool>,
+    conn: Conn,
+    read_timeout: Duration,
+) -> Response<ProxyBody> {
     let (mut parts, body) = resp.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, ProxyBody::upstream(body, pool, conn))
+    Response::from_parts(parts, ProxyBody::upstream(body, pool, conn, read_timeout))
+}
+
+/// The upload failed because of the client: nginx's answer, and the
+/// connection closes (hyper will not read a broken body further).
+fn client_body_error(why: ClientBodyError, id: &HeaderValue) -> Response<ProxyBody> {
+    tracing::info!(request_id = ?id, "request body: {why}");
+    let (status, message) = match why {
+        ClientBodyError::Malformed => (StatusCode::BAD_REQUEST, "Bad request"),
+        ClientBodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, "Request timeout"),
+        ClientBodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
+    };
+    let mut r = error(status, message, id);
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// The Host the client asked for: HTTP/2's :authority or HTTP/1's Host.

@@ -25,9 +25,13 @@ impl FieldErrors {
     /// Adds a message at a dotted path (`service.id`, `paths[1]`); the first
     /// message for a field wins. An element's message sits at its index in an
     /// array, others null, as Kong does (`{"paths": [null, "..."]}`).
+    /// Paths may carry user keys (`headers.<name>`): past
+    /// [`MAX_DEPTH`](crate::input_limits::MAX_DEPTH) levels the rest stays one key,
+    /// so that a name with a million dots cannot nest the messages a million
+    /// deep (walking them recursively would overflow the stack).
     pub fn add(&mut self, path: &str, message: impl Into<String>) {
         let mut map = &mut self.0;
-        let mut parts = path.split('.').peekable();
+        let mut parts = path.splitn(crate::input_limits::MAX_DEPTH, '.').peekable();
         while let Some(part) = parts.next() {
             if parts.peek().is_none() {
                 match split_index(part) {

@@ -108,8 +108,9 @@ fn parse_key(key: &str) -> Option<(Vec<String>, Option<Option<usize>>)> {
         if rest.is_empty() {
             return (!path.is_empty()).then_some((path, index));
         }
-        if index.is_some() {
-            // Nothing may follow an array marker.
+        if index.is_some() || path.len() > crate::input_limits::MAX_DEPTH {
+            // Nothing may follow an array marker; `insert` and `generic`
+            // recurse once a level (the Admin API checks depth before).
             return None;
         }
         let end = rest.find(['.', '[']).unwrap_or(rest.len());

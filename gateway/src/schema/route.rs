@@ -90,14 +90,12 @@ pub(super) fn validate(f: &mut Fields) -> Map<String, Value> {
     out
 }
 
+/// Keeps the first of each, in order (a set: a body may hold 100 000).
 fn dedup(list: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(list.len());
-    for s in list {
-        if !out.contains(&s) {
-            out.push(s);
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::with_capacity(list.len());
+    list.into_iter()
+        .filter(|s| seen.insert(s.clone()))
+        .collect()
 }
 
 /// Header name -> values; a single string is a one-value list. Names are

@@ -157,8 +157,8 @@ impl Store {
         let mut data = Vec::with_capacity(rows.len());
         let mut last = 0i64;
         for r in rows.into_iter().take(q.size as usize) {
-            last = r.get("seq");
-            data.push(r.get::<Value, _>("entity"));
+            last = r.try_get("seq").map_err(classify)?;
+            data.push(r.try_get::<Value, _>("entity").map_err(classify)?);
         }
         Ok(Page {
             data,
@@ -347,6 +347,10 @@ async fn find(
     parent: Option<Parent>,
     lock: bool,
 ) -> Result<Option<(Uuid, Value)>> {
+    // PostgreSQL text cannot hold NUL: no entity has such a key.
+    if key.contains('\0') {
+        return Ok(None);
+    }
     let (column, value) = match key.parse::<Uuid>() {
         Ok(id) => ("id", Bind::Uuid(Some(id))),
         Err(_) => match (kind, kind.endpoint_key()) {
@@ -371,7 +375,10 @@ async fn find(
         q = q.bind(p.id);
     }
     let row: Option<PgRow> = q.fetch_optional(&mut *conn).await.map_err(classify)?;
-    Ok(row.map(|r| (r.get("id"), r.get("entity"))))
+    // `try_get`: a row that does not decode is an error, not a panic.
+    row.map(|r| Ok((r.try_get("id")?, r.try_get("entity")?)))
+        .transpose()
+        .map_err(classify)
 }
 
 fn normalise_target(key: &str) -> String {

@@ -100,7 +100,12 @@ async fn rows<T: DeserializeOwned>(conn: &mut PgConnection, kind: Kind) -> Resul
         .map_err(classify)?;
     rows.into_iter()
         .map(|r| {
-            let v: Value = r.get("entity");
+            let v: Value = r.try_get("entity").map_err(|e| {
+                StoreError::Other(format!(
+                    "a stored {} entity cannot be read: {e}",
+                    kind.name()
+                ))
+            })?;
             serde_json::from_value(v).map_err(|e| {
                 StoreError::Other(format!(
                     "a stored {} entity cannot be read: {e}",

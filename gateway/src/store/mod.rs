@@ -155,6 +155,19 @@ pub fn classify(e: sqlx::Error) -> StoreError {
                 StoreError::Unreachable(db.message().to_string())
             } else if code.starts_with("28") {
                 StoreError::Unreachable(format!("{} (check pg_user and pg_password)", db.message()))
+            } else if code.starts_with("22") || code.starts_with("54") {
+                // 22xxx data exceptions (a NUL character in text or jsonb),
+                // 54xxx program limits (a name too long for its unique index):
+                // the request's values, a 400 rather than a 500.
+                let detail = db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| pg.detail())
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                StoreError::Invalid(format!(
+                    "the database cannot store a value of this request: {}{detail}",
+                    db.message()
+                ))
             } else {
                 StoreError::Other(db.message().to_string())
             }

@@ -551,3 +551,93 @@ pub fn curl(args: &[&str]) -> (bool, String) {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
     )
 }
+
+/// TCP-mode HAProxy balancing over `nodes` (proxy address, admin address) with
+/// `send-proxy`, as a classic ELB with TCP listeners does: an HTTP health check
+/// of `GET /status/ready` on each node's admin port every 500 ms, a node out
+/// after 2 failures and back after 2 passes. Its stats socket tells the state
+/// of each server (`n1`, `n2`, ... in the order given).
+pub fn haproxy_checked(nodes: &[(SocketAddr, SocketAddr)]) -> Haproxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let socket = dir.path().join("haproxy.sock");
+    let mut cfg = format!(
+        "global\n  maxconn 1024\n  stats socket {} mode 600 level admin\n\
+         defaults\n  mode tcp\n  timeout connect 2s\n  timeout client 30s\n  timeout server 30s\n  timeout check 1s\n  retries 3\n  option redispatch\n\
+         frontend fe\n  bind 127.0.0.1:{port}\n  default_backend be\n\
+         backend be\n  balance roundrobin\n  option httpchk\n\
+         \x20 http-check send meth GET uri /status/ready ver HTTP/1.1 hdr Host lb\n\
+         \x20 http-check expect status 200\n\
+         \x20 default-server inter 500 fall 2 rise 2\n",
+        socket.display()
+    );
+    for (i, (proxy, admin)) in nodes.iter().enumerate() {
+        // With `port`, checks go to the admin listener without a PROXY header.
+        cfg.push_str(&format!(
+            "  server n{} {proxy} send-proxy check port {}\n",
+            i + 1,
+            admin.port()
+        ));
+    }
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let log = std::fs::File::create(dir.path().join("haproxy.log")).unwrap();
+    let child = Command::new(program("haproxy"))
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(addr).is_err() || !socket.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "haproxy did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Haproxy {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+impl Haproxy {
+    /// Each backend server's name and status (`UP`, `DOWN`, `UP 1/2`, ...),
+    /// from the stats socket of [`haproxy_checked`].
+    pub fn servers(&self) -> Vec<(String, String)> {
+        use std::io::Read;
+        let path = self._dir.path().join("haproxy.sock");
+        let mut s = std::os::unix::net::UnixStream::connect(&path)
+            .unwrap_or_else(|e| panic!("haproxy stats socket {}: {e}", path.display()));
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"show stat\n").unwrap();
+        let mut csv = String::new();
+        s.read_to_string(&mut csv).unwrap();
+        // # pxname,svname,...: the status is the 18th field.
+        csv.lines()
+            .filter(|l| l.starts_with("be,") && !l.starts_with("be,BACKEND,"))
+            .map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[1].to_string(), f.get(17).unwrap_or(&"?").to_string())
+            })
+            .collect()
+    }
+
+    /// The status of backend server `name`.
+    pub fn server(&self, name: &str) -> String {
+        self.servers()
+            .into_iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| s)
+            .unwrap_or_else(|| panic!("no server {name} in haproxy"))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+}

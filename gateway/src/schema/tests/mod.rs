@@ -297,3 +297,29 @@ fn no_panic_on_any_value() {
         }
     }
 }
+
+#[test]
+fn error_paths_from_user_keys_nest_at_most_max_depth() {
+    let name = "a.".repeat(1_000_000);
+    let mut e = FieldErrors::default();
+    e.add(&format!("headers.{name}"), "expected a string");
+    let mut depth = 0;
+    let mut v = &Value::Object(e.0.clone());
+    while let Some(inner) = v.as_object().and_then(|o| o.values().next()) {
+        depth += 1;
+        v = inner;
+    }
+    assert_eq!(depth, crate::input_limits::MAX_DEPTH);
+    assert!(e.message().starts_with("schema violation (headers.a.a."));
+    // Through validation, as a route's header name.
+    let mut body = serde_json::Map::new();
+    body.insert("id".into(), uuid::Uuid::nil().to_string().into());
+    body.insert("paths".into(), serde_json::json!(["/"]));
+    body.insert("headers".into(), serde_json::json!({ name: 1 }));
+    let e = validate(Kind::Routes, body, Write::Create, None, 0).unwrap_err();
+    assert!(
+        e.message().contains("expected an array"),
+        "{}",
+        &e.message()[..100]
+    );
+}
