@@ -108,16 +108,26 @@ pub async fn accept_loop(listener: TcpListener, serving: Serving) {
 }
 
 async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
-    let status = serving.status.clone();
-    let _conn = status.connection();
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(serving.listen.addr);
+    serve(stream, peer, local, serving).await
+}
+
+/// Serves one client connection as the listener `serving.listen` does: the
+/// PROXY header, TLS, the first head, then hyper until the connection ends.
+/// Public so that the fuzz harness (gateway/fuzz) drives the very same path
+/// over an in-memory stream.
+pub async fn serve<IO>(mut io: IO, peer: SocketAddr, local: SocketAddr, serving: Serving)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let status = serving.status.clone();
+    let _conn = status.connection();
     let reading = status.reading();
     if serving.listen.proxy_protocol {
-        let mut stream = stream;
-        match proxy_protocol::read_header(&mut stream, serving.proxy_protocol_timeout).await {
+        match proxy_protocol::read_header(&mut io, serving.proxy_protocol_timeout).await {
             Ok((header, rest)) => {
-                let io = Rewind::new(rest, stream);
+                let io = Rewind::new(rest, io);
                 tls_then_http(io, peer, local, Some(header), serving, reading).await
             }
             Err(e) => {
@@ -126,7 +136,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, serving: Serving) {
             }
         }
     } else {
-        tls_then_http(stream, peer, local, None, serving, reading).await
+        tls_then_http(io, peer, local, None, serving, reading).await
     }
 }
 

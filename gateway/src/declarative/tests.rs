@@ -128,6 +128,7 @@ fn host_port_forms() {
     );
     assert!(split_host_port("a:0").is_err());
     assert!(split_host_port("a:x").is_err());
+    assert!(split_host_port("a:b:80").is_err());
     assert_eq!(format_host_port("::1", 80), "[::1]:80");
 }
 

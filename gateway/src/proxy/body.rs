@@ -229,6 +229,11 @@ impl ProxyBody {
     pub fn empty() -> Self {
         ProxyBody::Full { data: None }
     }
+
+    /// Made by the gateway, not streamed from an upstream.
+    pub fn is_local(&self) -> bool {
+        matches!(self, ProxyBody::Full { .. })
+    }
 }
 
 /// The upstream sent nothing for `read_timeout` in the middle of a body.

@@ -46,7 +46,15 @@ pub async fn handle(
     let _guard = shared.status.request();
     let id = request_id::next();
     let version = req.version();
+    let has_body = !hyper::body::Body::is_end_stream(req.body());
     let mut resp = proxy(&shared, &conn, req, &id).await;
+    // An answer made here to a request whose body was never read (no route,
+    // refused): close rather than read on through the body. hyper 1.12 can
+    // interleave its own 400 with a queued response when a broken body
+    // follows (found by fuzzing, `artifacts/crashes/http_connection`).
+    if has_body && resp.body().is_local() {
+        resp = closing(resp);
+    }
     resp.headers_mut().insert(&REQUEST_ID, id);
     // Answer in the client's HTTP version, whatever the upstream spoke. For
     // HTTP/1.0, hyper answers in 1.0 anyway, and keeps the connection (adding
@@ -65,12 +73,15 @@ async fn proxy(
     mut req: Request<Incoming>,
     id: &HeaderValue,
 ) -> Response<ProxyBody> {
+    // Refused before its body is read: the connection closes after the
+    // answer, as nginx does, instead of reading on through a body and a next
+    // request from a client already known to misbehave.
     if let Err(r) = strict::check(&mut req, &shared.limits) {
-        return error(r.status, r.message, id);
+        return closing(error(r.status, r.message, id));
     }
     let max_body = shared.limits.client_max_body_size;
     if max_body > 0 && hyper::body::Body::size_hint(req.body()).lower() > max_body {
-        return error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", id);
+        return closing(error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", id));
     }
     let snapshot = shared.snapshot.load_full();
     // Cheap clones (shared buffers) so the request can be changed below.
@@ -311,7 +322,10 @@ fn client_body_error(why: ClientBodyError, id: &HeaderValue) -> Response<ProxyBo
         ClientBodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, "Request timeout"),
         ClientBodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
     };
-    let mut r = error(status, message, id);
+    closing(error(status, message, id))
+}
+
+fn closing(mut r: Response<ProxyBody>) -> Response<ProxyBody> {
     r.headers_mut()
         .insert(header::CONNECTION, HeaderValue::from_static("close"));
     r

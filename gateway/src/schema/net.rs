@@ -113,7 +113,10 @@ pub fn split_host_port(s: &str) -> Result<(String, Option<u16>), String> {
         None => Ok((s.to_string(), None)),
         Some((host, port)) => {
             let port: u16 = port.parse().map_err(|_| bad())?;
-            if host.is_empty() || port == 0 {
+            // A colon left in the host is neither a name nor an IPv4 address;
+            // an IPv6 address with a port needs brackets (found by fuzzing:
+            // `a:b:80` was accepted and exported as `[a:b]:80`).
+            if host.is_empty() || host.contains(':') || port == 0 {
                 return Err(bad());
             }
             Ok((host.to_string(), Some(port)))
