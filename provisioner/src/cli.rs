@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::aws::{sdk_config, AwsOptions};
 use crate::context::Ctx;
+use crate::facts::Facts;
 use crate::progress::Progress;
 use crate::spec::{DrConfig, Spec, StackConfig};
 use crate::{artifacts, backup, dr, probe, stack};
@@ -43,6 +44,28 @@ enum Command {
     /// Disaster recovery in the DR region: drills.
     #[command(subcommand)]
     Dr(DrCommand),
+    /// Print the stack's facts from the spec, without calling AWS: security group rules,
+    /// the database's settings, the ELB's listeners, PROXY-protocol ports and health
+    /// check, the group's sizes and lifecycle hook, IMDSv2 and the tags. Terraform and
+    /// CloudFormation are held to them by the kit's parity test.
+    Facts(FactsArgs),
+}
+
+#[derive(Args)]
+struct FactsArgs {
+    /// The stack's region (default: AWS_REGION, then AWS_DEFAULT_REGION). Only names
+    /// are derived from it; AWS is not called.
+    #[arg(long)]
+    region: Option<String>,
+    /// Stack name: prefixes and tags every resource.
+    #[arg(long, default_value = "gateway")]
+    stack: String,
+    /// stack.toml overriding the defaults.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// text for people (one fact a line), json for tools.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
 }
 
 #[derive(Subcommand)]
@@ -296,6 +319,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print(args.stack.output, &report, || report.render_text())?;
         }
         Command::Backup(command) => return run_backup(command).await,
+        Command::Facts(args) => {
+            let spec = facts_spec(&args)?;
+            let facts = Facts::of(&spec);
+            print(args.output, &facts, || facts.render_text())?;
+        }
         Command::Dr(DrCommand::Drill(args)) => {
             let mut ctx = context(&args.stack, None).await?;
             let binary = probe_binary(&mut ctx, &args.probe)?;
@@ -365,6 +393,24 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The spec `facts` prints: flags and stack.toml, and the region from the flag or the
+/// environment (no profile is read and no AWS call is made).
+fn facts_spec(args: &FactsArgs) -> Result<Spec> {
+    let config = match &args.config {
+        Some(path) => StackConfig::load(path)?,
+        None => StackConfig::default(),
+    };
+    let from_env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let region = args
+        .region
+        .clone()
+        .or_else(|| from_env("AWS_REGION"))
+        .or_else(|| from_env("AWS_DEFAULT_REGION"))
+        .context("no AWS region: pass --region (e.g. --region us-east-1) or set AWS_REGION")?;
+    crate::spec::check_region(&region).context("--region")?;
+    Spec::new(&args.stack, &region, config)
 }
 
 /// The gateway binary a DR command ships, `--gateway-binary` first.
@@ -559,5 +605,49 @@ mod tests {
         };
         assert!(down.yes && down.force && !down.skip_final_snapshot);
         assert_eq!(down.stack.stack, "gateway");
+    }
+
+    #[test]
+    fn facts_need_no_aws() {
+        let cli = Cli::try_parse_from([
+            "provisioner",
+            "facts",
+            "--region",
+            "eu-west-1",
+            "--stack",
+            "gw",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let Command::Facts(args) = cli.command else {
+            panic!("not facts")
+        };
+        let spec = facts_spec(&args).unwrap();
+        assert_eq!(
+            (spec.stack.as_str(), spec.region.as_str()),
+            ("gw", "eu-west-1")
+        );
+        let bad =
+            Cli::try_parse_from(["provisioner", "facts", "--region", "mars", "--stack", "gw"])
+                .unwrap();
+        let Command::Facts(args) = bad.command else {
+            panic!("not facts")
+        };
+        let e = facts_spec(&args).unwrap_err();
+        assert!(format!("{e:#}").contains("not an AWS region name"), "{e:#}");
+        let bad = Cli::try_parse_from([
+            "provisioner",
+            "facts",
+            "--region",
+            "us-east-1",
+            "--stack",
+            "Bad_Name",
+        ])
+        .unwrap();
+        let Command::Facts(args) = bad.command else {
+            panic!("not facts")
+        };
+        assert!(format!("{:#}", facts_spec(&args).unwrap_err()).contains("stack name"));
     }
 }

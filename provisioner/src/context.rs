@@ -96,10 +96,7 @@ impl Ctx {
 
     /// The tags every resource of the stack carries: `Name` and the stack tag.
     pub fn tags(&self, name: &str) -> [(&'static str, String); 2] {
-        [
-            ("Name", name.to_string()),
-            (STACK_TAG, self.spec.stack.clone()),
-        ]
+        self.spec.tags(name)
     }
 
     /// EC2 tag specification for a resource created with `name`.

@@ -15,6 +15,7 @@ pub mod context;
 pub mod database;
 pub mod dns;
 pub mod dr;
+pub mod facts;
 pub mod network;
 pub mod plan;
 pub mod probe;

@@ -26,6 +26,24 @@ pub const DB_ENGINE: &str = "postgres";
 /// The gateway's database and master user on RDS.
 pub const DB_NAME: &str = "kong";
 pub const DB_USER: &str = "kong";
+/// The stack's security groups keep AWS's default egress rule: all traffic to anywhere
+/// (`-1`). The provisioner never changes egress; the templates state the same rule.
+pub const EGRESS_PROTOCOL: &str = "-1";
+pub const EGRESS_CIDR: &str = "0.0.0.0/0";
+/// The database's fixed settings: every create, restore and repair holds it to them.
+pub const DB_MULTI_AZ: bool = true;
+pub const DB_STORAGE_ENCRYPTED: bool = true;
+pub const DB_DELETION_PROTECTION: bool = true;
+pub const DB_COPY_TAGS_TO_SNAPSHOT: bool = true;
+pub const DB_PUBLICLY_ACCESSIBLE: bool = false;
+/// The nodes' instance metadata service: IMDSv2 only (a token is required), reachable
+/// from the instance itself and not from a container behind it (hop limit 1).
+pub const IMDS_HTTP_TOKENS: &str = "required";
+pub const IMDS_HTTP_ENDPOINT: &str = "enabled";
+pub const IMDS_HOP_LIMIT: i32 = 1;
+/// The nodes' root volume: encrypted gp3.
+pub const ROOT_VOLUME_TYPE: &str = "gp3";
+pub const ROOT_VOLUME_ENCRYPTED: bool = true;
 /// Public SSM parameter with the newest Amazon Linux 2023 AMI.
 pub const AL2023_AMI_PARAMETER: &str =
     "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64";
@@ -297,6 +315,11 @@ impl Spec {
     /// The stack that owns the key, the secrets and the artifact bucket.
     pub fn owner(&self) -> &str {
         self.borrows_from.as_deref().unwrap_or(&self.stack)
+    }
+
+    /// The tags every resource of the stack carries: `Name` and the stack tag.
+    pub fn tags(&self, name: &str) -> [(&'static str, String); 2] {
+        [("Name", name.to_string()), (STACK_TAG, self.stack.clone())]
     }
 
     /// `<stack>-<suffix>`: the Name tag or the resource name.

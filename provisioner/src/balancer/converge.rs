@@ -9,9 +9,9 @@ use aws_sdk_elasticloadbalancing::types::{
 };
 
 use super::{
-    describe, differences, Balancer, Current, Desired, Elb, ListenerRule, F_CROSS_ZONE, F_DRAINING,
-    F_GROUPS, F_HEALTH, F_IDLE, F_LISTENERS, F_POLICY, F_PROXY_PORTS, F_SCHEME, F_SUBNETS, F_TAGS,
-    IDLE_TIMEOUT, PROXY_POLICY_TYPE, SCHEME,
+    describe, differences, Balancer, Current, Desired, Elb, ListenerRule, CROSS_ZONE, F_CROSS_ZONE,
+    F_DRAINING, F_GROUPS, F_HEALTH, F_IDLE, F_LISTENERS, F_POLICY, F_PROXY_PORTS, F_SCHEME,
+    F_SUBNETS, F_TAGS, IDLE_TIMEOUT, PROXY_POLICY_ATTRIBUTE, PROXY_POLICY_TYPE, SCHEME,
 };
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
@@ -147,7 +147,11 @@ async fn repair(ctx: &Ctx, elb: &Elb, want: &Desired) -> Result<Vec<String>> {
             None => draining,
         };
         let attrs = LoadBalancerAttributes::builder()
-            .cross_zone_load_balancing(CrossZoneLoadBalancing::builder().enabled(true).build())
+            .cross_zone_load_balancing(
+                CrossZoneLoadBalancing::builder()
+                    .enabled(CROSS_ZONE)
+                    .build(),
+            )
             .connection_draining(draining.build())
             .connection_settings(
                 ConnectionSettings::builder()
@@ -305,8 +309,8 @@ async fn repair_proxy_protocol(
             .policy_type_name(PROXY_POLICY_TYPE)
             .policy_attributes(
                 PolicyAttribute::builder()
-                    .attribute_name("ProxyProtocol")
-                    .attribute_value("true")
+                    .attribute_name(PROXY_POLICY_ATTRIBUTE.0)
+                    .attribute_value(PROXY_POLICY_ATTRIBUTE.1)
                     .build(),
             )
             .send()

@@ -19,7 +19,7 @@ use crate::network::Network;
 use crate::plan::{Change, Diff, FieldDiff, Status};
 use crate::progress::Poll;
 use crate::security::SecurityGroups;
-use crate::spec::{ELB_LISTENERS, HEALTH_CHECK_TARGET, PROXY_PROTOCOL_PORTS};
+use crate::spec::{Spec, ELB_LISTENERS, HEALTH_CHECK_TARGET, PROXY_PROTOCOL_PORTS};
 
 pub use converge::converge;
 pub(crate) use describe::describe;
@@ -35,11 +35,16 @@ pub struct Balancer {
 
 pub const SCHEME: &str = "internet-facing";
 pub const PROXY_POLICY_TYPE: &str = "ProxyProtocolPolicyType";
+/// The policy's one attribute: (name, value).
+pub const PROXY_POLICY_ATTRIBUTE: (&str, &str) = ("ProxyProtocol", "true");
 pub const HEALTH_INTERVAL: i32 = 10;
 pub const HEALTH_TIMEOUT: i32 = 5;
 pub const HEALTHY_THRESHOLD: i32 = 2;
 pub const UNHEALTHY_THRESHOLD: i32 = 3;
 pub const IDLE_TIMEOUT: i32 = 60;
+pub const CROSS_ZONE: bool = true;
+/// Listeners pass TCP through (TLS included) to the nodes.
+pub const LISTENER_PROTOCOL: &str = "TCP";
 
 // Plan field names; converge repairs by the same names.
 const F_SCHEME: &str = "scheme";
@@ -156,15 +161,24 @@ pub(crate) struct Desired {
 
 impl Desired {
     pub fn new(ctx: &Ctx, net: Option<&Network>, groups: Option<&SecurityGroups>) -> Desired {
-        let name = ctx.spec.elb_name();
-        let timeout = ctx.spec.config.connection_draining_timeout;
+        Desired::for_spec(&ctx.spec, net, groups)
+    }
+
+    /// `new` from the spec alone (what `provisioner facts` prints).
+    pub fn for_spec(
+        spec: &Spec,
+        net: Option<&Network>,
+        groups: Option<&SecurityGroups>,
+    ) -> Desired {
+        let name = spec.elb_name();
+        let timeout = spec.config.connection_draining_timeout;
         Desired {
             listeners: ELB_LISTENERS
                 .iter()
                 .map(|&(port, instance_port)| ListenerRule {
-                    protocol: "TCP".into(),
+                    protocol: LISTENER_PROTOCOL.into(),
                     port: port.into(),
-                    instance_protocol: "TCP".into(),
+                    instance_protocol: LISTENER_PROTOCOL.into(),
                     instance_port: instance_port.into(),
                 })
                 .collect(),
@@ -176,9 +190,9 @@ impl Desired {
                 unhealthy: UNHEALTHY_THRESHOLD,
             },
             draining: (timeout > 0).then_some(timeout),
-            policy_name: ctx.spec.name("proxy-protocol"),
+            policy_name: spec.name("proxy-protocol"),
             proxy_ports: PROXY_PROTOCOL_PORTS.iter().map(|&p| p.into()).collect(),
-            tags: ctx
+            tags: spec
                 .tags(&name)
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v))
@@ -191,7 +205,8 @@ impl Desired {
 
     /// How the policy reads in a plan: `ProxyProtocolPolicyType ProxyProtocol=true`.
     pub fn policy(&self) -> String {
-        format!("{PROXY_POLICY_TYPE} ProxyProtocol=true")
+        let (name, value) = PROXY_POLICY_ATTRIBUTE;
+        format!("{PROXY_POLICY_TYPE} {name}={value}")
     }
 }
 
@@ -226,7 +241,7 @@ pub(crate) fn differences(elb: &Elb, want: &Desired) -> Vec<FieldDiff> {
         elb.health_check.as_ref(),
         Some(&want.health_check),
     );
-    d.field(F_CROSS_ZONE, Some(elb.cross_zone), Some(true));
+    d.field(F_CROSS_ZONE, Some(elb.cross_zone), Some(CROSS_ZONE));
     d.field(
         F_DRAINING,
         Some(draining_text(elb.draining)),

@@ -11,9 +11,12 @@ use super::{lifecycle_hook_name, our_tags, NodeInputs};
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
 use crate::plan::{Change, Diff, Status};
+use crate::spec::Spec;
 
 pub const TRANSITION: &str = "autoscaling:EC2_INSTANCE_TERMINATING";
 pub const HEALTH_CHECK_TYPE: &str = "ELB";
+/// What the group does when a drain outlives the hook's heartbeat: terminate anyway.
+pub const HOOK_DEFAULT_RESULT: &str = "CONTINUE";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instance {
@@ -157,18 +160,20 @@ pub async fn discover(ctx: &Ctx) -> Result<Option<Current>> {
 
 /// What the group must be, on template version `version`.
 pub fn desired(ctx: &Ctx, inputs: Option<&NodeInputs>, version: i64) -> Settings {
-    let c = &ctx.spec.config;
-    let mut tags: Vec<String> = ctx
-        .tags(&ctx.spec.asg_name())
+    desired_for(&ctx.spec, inputs, version)
+}
+
+/// `desired` from the spec alone (what `provisioner facts` prints).
+pub fn desired_for(spec: &Spec, inputs: Option<&NodeInputs>, version: i64) -> Settings {
+    let c = &spec.config;
+    let mut tags: Vec<String> = spec
+        .tags(&spec.asg_name())
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
     tags.sort();
     Settings {
-        launch_template: Some(format!(
-            "{} version {version}",
-            ctx.spec.launch_template_name()
-        )),
+        launch_template: Some(format!("{} version {version}", spec.launch_template_name())),
         min_size: Some(c.min_size),
         max_size: Some(c.max_size),
         desired_capacity: Some(c.desired_capacity),
@@ -185,10 +190,15 @@ pub fn desired(ctx: &Ctx, inputs: Option<&NodeInputs>, version: i64) -> Settings
 }
 
 pub fn desired_hook(ctx: &Ctx) -> Hook {
+    hook_for(&ctx.spec)
+}
+
+/// The termination lifecycle hook the spec wants.
+pub fn hook_for(spec: &Spec) -> Hook {
     Hook {
         transition: TRANSITION.into(),
-        heartbeat: ctx.spec.config.termination_drain_seconds,
-        default_result: "CONTINUE".into(),
+        heartbeat: spec.config.termination_drain_seconds,
+        default_result: HOOK_DEFAULT_RESULT.into(),
     }
 }
 

@@ -11,6 +11,9 @@ use super::{our_tags, tag_strings, NodeInputs};
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
 use crate::plan::{Action, Change, Diff, Status};
+use crate::spec::{
+    IMDS_HOP_LIMIT, IMDS_HTTP_ENDPOINT, IMDS_HTTP_TOKENS, ROOT_VOLUME_ENCRYPTED, ROOT_VOLUME_TYPE,
+};
 
 /// The comparable part of a template version. Input-dependent fields are None in a
 /// desired state computed without inputs, and then not compared.
@@ -98,12 +101,12 @@ pub fn desired(ctx: &Ctx, current: &super::Current, inputs: Option<&NodeInputs>)
         instance_type: Some(ctx.spec.config.instance_type.clone()),
         instance_profile_arn: inputs.map(|i| i.instance_profile_arn.clone()),
         security_group_ids: inputs.map(|i| vec![i.groups.nodes.clone()]),
-        http_tokens: Some("required".into()),
-        http_endpoint: Some("enabled".into()),
-        hop_limit: Some(1),
+        http_tokens: Some(IMDS_HTTP_TOKENS.into()),
+        http_endpoint: Some(IMDS_HTTP_ENDPOINT.into()),
+        hop_limit: Some(IMDS_HOP_LIMIT),
         root_device: Some(current.ami.root_device.clone()),
-        root_volume_type: Some("gp3".into()),
-        root_encrypted: Some(true),
+        root_volume_type: Some(ROOT_VOLUME_TYPE.into()),
+        root_encrypted: Some(ROOT_VOLUME_ENCRYPTED),
         root_size: Some(current.ami.root_size),
         instance_tags: tags.clone(),
         volume_tags: tags,

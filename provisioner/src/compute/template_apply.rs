@@ -15,6 +15,9 @@ use super::template::{data_diff, desired, tags_diff, Data};
 use super::NodeInputs;
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
+use crate::spec::{
+    IMDS_HOP_LIMIT, IMDS_HTTP_ENDPOINT, IMDS_HTTP_TOKENS, ROOT_VOLUME_ENCRYPTED, ROOT_VOLUME_TYPE,
+};
 
 fn request(ctx: &Ctx, data: &Data) -> RequestLaunchTemplateData {
     let tag_spec = |kind: ResourceType| {
@@ -25,8 +28,8 @@ fn request(ctx: &Ctx, data: &Data) -> RequestLaunchTemplateData {
         spec.build()
     };
     let ebs = LaunchTemplateEbsBlockDeviceRequest::builder()
-        .volume_type(VolumeType::Gp3)
-        .encrypted(true)
+        .volume_type(VolumeType::from(ROOT_VOLUME_TYPE))
+        .encrypted(ROOT_VOLUME_ENCRYPTED)
         .delete_on_termination(true)
         .set_volume_size(data.root_size)
         .build();
@@ -41,9 +44,11 @@ fn request(ctx: &Ctx, data: &Data) -> RequestLaunchTemplateData {
         .set_security_group_ids(data.security_group_ids.clone())
         .metadata_options(
             LaunchTemplateInstanceMetadataOptionsRequest::builder()
-                .http_tokens(LaunchTemplateHttpTokensState::Required)
-                .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::Enabled)
-                .http_put_response_hop_limit(1)
+                .http_tokens(LaunchTemplateHttpTokensState::from(IMDS_HTTP_TOKENS))
+                .http_endpoint(LaunchTemplateInstanceMetadataEndpointState::from(
+                    IMDS_HTTP_ENDPOINT,
+                ))
+                .http_put_response_hop_limit(IMDS_HOP_LIMIT)
                 .build(),
         )
         .block_device_mappings(

@@ -8,7 +8,10 @@ use super::subnet_group::{our_tags, tag_list, tag_strings};
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
 use crate::plan::{Diff, FieldDiff};
-use crate::spec::DB_ENGINE;
+use crate::spec::{
+    DB_COPY_TAGS_TO_SNAPSHOT, DB_DELETION_PROTECTION, DB_ENGINE, DB_MULTI_AZ,
+    DB_PUBLICLY_ACCESSIBLE, DB_STORAGE_ENCRYPTED,
+};
 
 pub const STORAGE_TYPE: &str = "gp3";
 
@@ -236,7 +239,7 @@ pub fn compare(cur: &Instance, want: &Desired) -> Vec<Field> {
         one(
             "storage_encrypted",
             cur.encrypted.to_string(),
-            "true".into(),
+            DB_STORAGE_ENCRYPTED.to_string(),
         ),
         Some(replace("encryption")),
     );
@@ -275,19 +278,27 @@ pub fn compare(cur: &Instance, want: &Desired) -> Vec<Field> {
             Some(cur.storage_type.as_str()),
             Some(STORAGE_TYPE),
         )
-        .field("multi_az", Some(cur.multi_az), Some(true))
+        .field("multi_az", Some(cur.multi_az), Some(DB_MULTI_AZ))
         .field(
             "backup_retention_period",
             Some(cur.retention),
             Some(want.retention),
         )
-        .field("copy_tags_to_snapshot", Some(cur.copy_tags), Some(true))
+        .field(
+            "copy_tags_to_snapshot",
+            Some(cur.copy_tags),
+            Some(DB_COPY_TAGS_TO_SNAPSHOT),
+        )
         .field(
             "deletion_protection",
             Some(cur.deletion_protection),
-            Some(true),
+            Some(DB_DELETION_PROTECTION),
         )
-        .field("publicly_accessible", Some(cur.public), Some(false));
+        .field(
+            "publicly_accessible",
+            Some(cur.public),
+            Some(DB_PUBLICLY_ACCESSIBLE),
+        );
     if !want.security_groups.is_empty() {
         d.set(
             "vpc_security_groups",

@@ -14,7 +14,10 @@ use crate::plan::{Change, Status};
 use crate::progress::Poll;
 use crate::secrets::{self, Secrets};
 use crate::security::SecurityGroups;
-use crate::spec::{DB_ENGINE, DB_NAME, DB_USER};
+use crate::spec::{
+    DB_COPY_TAGS_TO_SNAPSHOT, DB_DELETION_PROTECTION, DB_ENGINE, DB_MULTI_AZ, DB_NAME,
+    DB_PUBLICLY_ACCESSIBLE, DB_STORAGE_ENCRYPTED, DB_USER,
+};
 
 pub mod instance;
 pub mod kms;
@@ -159,13 +162,13 @@ async fn create(ctx: &Ctx, want: &Desired, secrets: &Secrets) -> Result<()> {
         .master_username(DB_USER)
         .master_user_password(&password.0)
         .db_name(DB_NAME)
-        .multi_az(true)
-        .storage_encrypted(true)
+        .multi_az(DB_MULTI_AZ)
+        .storage_encrypted(DB_STORAGE_ENCRYPTED)
         .set_kms_key_id(want.kms_key_arn.clone())
         .backup_retention_period(c.backup_retention_days)
-        .copy_tags_to_snapshot(true)
-        .deletion_protection(true)
-        .publicly_accessible(false)
+        .copy_tags_to_snapshot(DB_COPY_TAGS_TO_SNAPSHOT)
+        .deletion_protection(DB_DELETION_PROTECTION)
+        .publicly_accessible(DB_PUBLICLY_ACCESSIBLE)
         .set_vpc_security_group_ids(Some(want.security_groups.clone()))
         .db_subnet_group_name(&want.subnet_group);
     for (k, v) in ctx.tags(&want.id) {

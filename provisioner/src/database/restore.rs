@@ -12,6 +12,9 @@ use aws_smithy_types::DateTime;
 use super::instance::{Desired, STORAGE_TYPE};
 use crate::aws::AwsResultExt;
 use crate::context::Ctx;
+use crate::spec::{
+    DB_COPY_TAGS_TO_SNAPSHOT, DB_DELETION_PROTECTION, DB_MULTI_AZ, DB_PUBLICLY_ACCESSIBLE,
+};
 
 /// Where a new instance's data comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,10 +63,10 @@ pub async fn start(ctx: &Ctx, want: &Desired, source: &Source) -> Result<()> {
                 .target_db_instance_identifier(&want.id)
                 .db_instance_class(&c.db_instance_class)
                 .storage_type(STORAGE_TYPE)
-                .multi_az(true)
-                .publicly_accessible(false)
-                .deletion_protection(true)
-                .copy_tags_to_snapshot(true)
+                .multi_az(DB_MULTI_AZ)
+                .publicly_accessible(DB_PUBLICLY_ACCESSIBLE)
+                .deletion_protection(DB_DELETION_PROTECTION)
+                .copy_tags_to_snapshot(DB_COPY_TAGS_TO_SNAPSHOT)
                 .db_subnet_group_name(&want.subnet_group)
                 .set_vpc_security_group_ids(Some(want.security_groups.clone()))
                 .set_tags(Some(tags));
@@ -85,10 +88,10 @@ pub async fn start(ctx: &Ctx, want: &Desired, source: &Source) -> Result<()> {
                 .db_instance_identifier(&want.id)
                 .db_instance_class(&c.db_instance_class)
                 .storage_type(STORAGE_TYPE)
-                .multi_az(true)
-                .publicly_accessible(false)
-                .deletion_protection(true)
-                .copy_tags_to_snapshot(true)
+                .multi_az(DB_MULTI_AZ)
+                .publicly_accessible(DB_PUBLICLY_ACCESSIBLE)
+                .deletion_protection(DB_DELETION_PROTECTION)
+                .copy_tags_to_snapshot(DB_COPY_TAGS_TO_SNAPSHOT)
                 .db_subnet_group_name(&want.subnet_group)
                 .set_vpc_security_group_ids(Some(want.security_groups.clone()))
                 .set_tags(Some(tags))

@@ -23,6 +23,7 @@ mod tests;
 
 pub use converge::converge_core;
 pub use delete::delete;
+pub(crate) use desired::nat_azs;
 pub use desired::plan;
 pub(crate) use discover::describe_nats;
 pub use discover::discover;

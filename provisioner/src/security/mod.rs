@@ -17,6 +17,35 @@ use crate::spec::Spec;
 mod rules;
 
 use rules::{split_permission, wanted, Wanted, WantedRule};
+pub use rules::{INGRESS_PROTOCOL, ROLES};
+
+/// One ingress rule the spec wants: TCP `from`-`to` from `cidr`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngressRule {
+    pub from: u16,
+    pub to: u16,
+    pub cidr: String,
+}
+
+/// The groups the spec wants, as `converge` creates them: (role, name, ingress).
+pub fn wanted_groups(spec: &Spec) -> Vec<(&'static str, String, Vec<IngressRule>)> {
+    ROLES
+        .iter()
+        .zip(wanted(spec))
+        .map(|(role, w)| {
+            let rules = w
+                .rules
+                .iter()
+                .map(|r| IngressRule {
+                    from: r.from,
+                    to: r.to,
+                    cidr: r.cidr.clone(),
+                })
+                .collect();
+            (*role, w.name, rules)
+        })
+        .collect()
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecurityGroups {

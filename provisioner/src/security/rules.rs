@@ -22,7 +22,7 @@ pub(crate) struct WantedRule {
 impl WantedRule {
     pub fn text(&self) -> String {
         rule_text(
-            "tcp",
+            INGRESS_PROTOCOL,
             Some(self.from as i32),
             Some(self.to as i32),
             &self.cidr,
@@ -31,7 +31,7 @@ impl WantedRule {
 
     pub fn permission(&self) -> IpPermission {
         IpPermission::builder()
-            .ip_protocol("tcp")
+            .ip_protocol(INGRESS_PROTOCOL)
             .from_port(self.from as i32)
             .to_port(self.to as i32)
             .ip_ranges(
@@ -44,11 +44,18 @@ impl WantedRule {
     }
 }
 
+/// Every ingress rule of the stack is TCP.
+pub const INGRESS_PROTOCOL: &str = "tcp";
+
+/// The groups' roles, in the order `wanted` returns them; each group is `<stack>-<role>`.
+pub const ROLES: [&str; 3] = ["nodes", "db", "elb"];
+
 /// The three groups, in the order nodes, db, elb.
 pub(crate) fn wanted(spec: &Spec) -> [Wanted; 3] {
+    let [nodes_role, db_role, elb_role] = ROLES;
     let vpc = &spec.config.vpc_cidr;
     let nodes = Wanted {
-        name: spec.name("nodes"),
+        name: spec.name(nodes_role),
         description: format!(
             "{} gateway nodes: proxy, admin, manager, portal from the VPC",
             spec.stack
@@ -64,7 +71,7 @@ pub(crate) fn wanted(spec: &Spec) -> [Wanted; 3] {
             .collect(),
     };
     let db = Wanted {
-        name: spec.name("db"),
+        name: spec.name(db_role),
         description: format!("{} PostgreSQL (RDS) from the VPC", spec.stack),
         rules: vec![WantedRule {
             from: DB_PORT,
@@ -74,7 +81,7 @@ pub(crate) fn wanted(spec: &Spec) -> [Wanted; 3] {
         }],
     };
     let elb = Wanted {
-        name: spec.name("elb"),
+        name: spec.name(elb_role),
         description: format!("{} load balancer listeners from allowed_cidrs", spec.stack),
         rules: ELB_LISTENERS
             .iter()

@@ -48,7 +48,7 @@ module "gateway" {
   min_size                    = 1
   desired_capacity            = 1
   max_size                    = 2
-  deletion_protection         = false
+  deletion_protection         = var.deletion_protection
   skip_final_snapshot         = true
   apply_immediately           = true
   artifacts_force_destroy     = true

@@ -31,3 +31,9 @@ variable "nat" {
   type        = string
   default     = "per_az"
 }
+
+variable "deletion_protection" {
+  description = "RDS deletion protection. Off on the kit so destroy works; the parity test turns it on, as the module's default and the provisioner have it, and lifts it before destroy."
+  type        = bool
+  default     = false
+}
