@@ -42,6 +42,15 @@ def python311_compat():
 
 
 @hooks.on_infra_start()
+def cfn_provider_fixes():
+    """Route targets, VPC DNS attributes and NAT gateway tags that LocalStack's own
+    CloudFormation providers drop (kit_ext.cfn_providers.fixes)."""
+    from .cfn_providers import fixes
+
+    fixes.apply()
+
+
+@hooks.on_infra_start()
 def register_kit_route():
     """GET /_kit/info tells the kit's scripts that this LocalStack is theirs."""
     from localstack.http import Response
