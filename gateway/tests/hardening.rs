@@ -598,3 +598,58 @@ async fn http2_floods_end_with_goaway_and_bounded_memory() {
     let (r, _) = exchange(n.proxy, b"GET / HTTP/1.0\r\n\r\n", Duration::from_secs(5)).await;
     assert_eq!(status_of(&r), 200);
 }
+
+/// An upstream that streams a chunked body slowly: `chunks` chunks, one every
+/// `every`.
+async fn trickling_upstream(
+    chunks: usize,
+    every: Duration,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+                    .await;
+                for _ in 0..chunks {
+                    tokio::time::sleep(every).await;
+                    if s.write_all(b"5\r\ntick.\r\n").await.is_err() {
+                        return;
+                    }
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_still_streaming_is_never_cut_by_the_idle_timeouts() {
+    // 12 chunks 250 ms apart: 3 s, three times keepalive_timeout.
+    let (up, task) = trickling_upstream(12, Duration::from_millis(250)).await;
+    let port = free_port();
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: slow\n  url: http://{up}\n  routes:\n  - paths: [\"/\"]\n"
+    );
+    let _gw = gateway()
+        .proxy_listen(&format!("127.0.0.1:{port}"))
+        .set("keepalive_timeout", "1")
+        .set("client_header_timeout", "1")
+        .declarative(&yaml)
+        .start();
+    let p: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let (r, _) = exchange(
+        p,
+        b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert_eq!(r.matches("tick.").count(), 12, "the download was cut: {r}");
+    task.abort();
+}

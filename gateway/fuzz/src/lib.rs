@@ -155,9 +155,7 @@ async fn serve(ctl: u8, stream: tokio::io::DuplexStream) {
     if bit(2) {
         flags.push_str(" http2");
     }
-    let listen = parse_listeners(&flags)
-        .expect("a valid listener")
-        .remove(0);
+    let listen = parse_listeners(&flags).expect("a valid listener").remove(0);
     let peer: SocketAddr = ([10, 0, 0, 1], 40000).into();
     let local: SocketAddr = ([10, 0, 0, 2], 8000).into();
     let status = Arc::new(Status::default());

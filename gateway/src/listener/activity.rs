@@ -246,7 +246,7 @@ impl<S, B, RB> hyper::service::Service<Request<B>> for Tracked<S>
 where
     S: hyper::service::Service<Request<B>, Response = Response<RB>>,
 {
-    type Response = Response<RB>;
+    type Response = Response<TrackedBody<RB>>;
     type Error = S::Error;
     type Future = TrackedFuture<S::Future>;
 
@@ -260,14 +260,16 @@ where
         }
         TrackedFuture {
             inner: self.inner.call(req),
-            guard: InFlight(self.activity.clone()),
+            guard: Some(InFlight(self.activity.clone())),
             status: self.status.clone(),
             version,
         }
     }
 }
 
-/// Ends a request's time in flight, also when hyper drops it unanswered.
+/// Ends a request's time in flight: when its response body has been sent
+/// (or dropped), also when hyper drops the request unanswered. A response
+/// still streaming is in flight, so the watchdog never cuts a long download.
 struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
@@ -283,7 +285,7 @@ pin_project_lite::pin_project! {
     pub struct TrackedFuture<F> {
         #[pin]
         inner: F,
-        guard: InFlight,
+        guard: Option<InFlight>,
         status: Arc<Status>,
         version: Version,
     }
@@ -293,21 +295,54 @@ impl<F, RB, E> Future for TrackedFuture<F>
 where
     F: Future<Output = Result<Response<RB>, E>>,
 {
-    type Output = F::Output;
+    type Output = Result<Response<TrackedBody<RB>>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut out = std::task::ready!(this.inner.poll(cx));
+        let mut resp = std::task::ready!(this.inner.poll(cx))?;
         // Draining behind a TCP load balancer: the client reconnects, and the
         // balancer, which has seen readiness fail, sends it to another node.
         // Closing after a response is the one moment no request can be lost.
         if *this.version < Version::HTTP_2 && this.status.is_draining() {
-            if let Ok(resp) = &mut out {
-                resp.headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
+            resp.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
         }
-        Poll::Ready(out)
+        let guard = this.guard.take();
+        Poll::Ready(Ok(resp.map(|inner| TrackedBody { inner, guard })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that keeps its request in flight until it ends.
+    pub struct TrackedBody<B> {
+        #[pin]
+        inner: B,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<B::Data>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        if !matches!(frame, Some(Ok(_))) {
+            this.guard.take();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

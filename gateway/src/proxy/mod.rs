@@ -81,7 +81,11 @@ async fn proxy(
     }
     let max_body = shared.limits.client_max_body_size;
     if max_body > 0 && hyper::body::Body::size_hint(req.body()).lower() > max_body {
-        return closing(error(StatusCode::PAYLOAD_TOO_LARGE, "Payload too large", id));
+        return closing(error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Payload too large",
+            id,
+        ));
     }
     let snapshot = shared.snapshot.load_full();
     // Cheap clones (shared buffers) so the request can be changed below.
