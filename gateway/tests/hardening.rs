@@ -294,18 +294,25 @@ async fn tls_handshake_and_silence_after_it_are_timed() {
     drop(n);
 }
 
-/// An upstream that sends its head and part of a body, then stalls.
-async fn stalling_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+/// An upstream that answers every request with `steps`: each is written after
+/// its delay (an empty one only waits), then the connection stays open a while.
+async fn scripted_upstream(
+    steps: Vec<(Duration, &'static [u8])>,
+) -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let task = tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            let steps = steps.clone();
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst-part")
-                    .await;
+                for (delay, bytes) in steps {
+                    tokio::time::sleep(delay).await;
+                    if s.write_all(bytes).await.is_err() {
+                        return;
+                    }
+                }
                 tokio::time::sleep(Duration::from_secs(30)).await;
             });
         }
@@ -315,7 +322,12 @@ async fn stalling_upstream() -> (SocketAddr, tokio::task::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upstream_stalling_mid_body_is_cut_after_read_timeout() {
-    let (up, task) = stalling_upstream().await;
+    // Its head and part of a body, then nothing.
+    let (up, task) = scripted_upstream(vec![(
+        Duration::ZERO,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst-part",
+    )])
+    .await;
     let port = free_port();
     let yaml = format!(
         "_format_version: \"3.0\"\nservices:\n- name: stall\n  url: http://{up}\n  read_timeout: 700\n  routes:\n  - paths: [\"/\"]\n"
@@ -599,39 +611,16 @@ async fn http2_floods_end_with_goaway_and_bounded_memory() {
     assert_eq!(status_of(&r), 200);
 }
 
-/// An upstream that streams a chunked body slowly: `chunks` chunks, one every
-/// `every`.
-async fn trickling_upstream(
-    chunks: usize,
-    every: Duration,
-) -> (SocketAddr, tokio::task::JoinHandle<()>) {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let task = tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf).await;
-                let _ = s
-                    .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
-                    .await;
-                for _ in 0..chunks {
-                    tokio::time::sleep(every).await;
-                    if s.write_all(b"5\r\ntick.\r\n").await.is_err() {
-                        return;
-                    }
-                }
-                let _ = s.write_all(b"0\r\n\r\n").await;
-            });
-        }
-    });
-    (addr, task)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_still_streaming_is_never_cut_by_the_idle_timeouts() {
     // 12 chunks 250 ms apart: 3 s, three times keepalive_timeout.
-    let (up, task) = trickling_upstream(12, Duration::from_millis(250)).await;
+    let mut steps = vec![(
+        Duration::ZERO,
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+    )];
+    steps.extend([(Duration::from_millis(250), &b"5\r\ntick.\r\n"[..]); 12]);
+    steps.push((Duration::ZERO, b"0\r\n\r\n"));
+    let (up, task) = scripted_upstream(steps).await;
     let port = free_port();
     let yaml = format!(
         "_format_version: \"3.0\"\nservices:\n- name: slow\n  url: http://{up}\n  routes:\n  - paths: [\"/\"]\n"
