@@ -5,8 +5,8 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use aws_sdk_elasticloadbalancing::error::ProvideErrorMetadata;
 use aws_sdk_ec2::types::ResourceType;
+use aws_sdk_elasticloadbalancing::error::ProvideErrorMetadata;
 use aws_sdk_route53::types::RrType;
 use provisioner::balancer;
 use provisioner::context::Ctx;
