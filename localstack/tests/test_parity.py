@@ -1,8 +1,7 @@
 """One source of facts, every way to deploy, one parity test.
 
 `provisioner facts --output json` is the stack's one source of facts (from the spec). This
-test stands the stack up on the kit with each way to deploy it (the provisioner, and
-terraform/ through terraform/run-example), reads each back through the AWS APIs (boto3
+test stands the stack up on the kit with each way to deploy it, reads each back through the AWS APIs (boto3
 against the kit; never through a tool's own state or outputs), normalises what it finds
 into the facts' shape, and compares it with the facts: every difference is reported by
 name (`load_balancer.health_check.target: facts 'HTTP:8001/status', terraform 'TCP:8000'`).
@@ -14,13 +13,16 @@ must then name exactly that fact.
 From the results it writes a Markdown table of what each way deploys and where they
 differ ($PARITY_TABLE, default ~/.cache/gateway-kit/parity/parity.md) for the README.
 
-Adding a way to deploy (CloudFormation): write a class with `up()` and `down()` (see
-`Provisioner` and `Terraform`) and add it to `DEPLOYMENTS`. Resources are found by the
+The ways: the provisioner, terraform/ (through terraform/run-example) and
+cloudformation/gateway.yaml (through cloudformation/deploy, i.e. `aws cloudformation
+deploy`, on LocalStack's engine with the kit's resource providers). Adding a way: write a
+class with `up()` and `down()` (see `Provisioner`) and add it to `DEPLOYMENTS`. Resources are found by the
 stack tag, so the one reader, `read_stack`, reads any of them back; a deployment that needs
 another reader sets its `read` attribute.
 
 Needs the built `provisioner` and `gateway` (debug) in CARGO_TARGET_DIR, terraform and the
-provider mirror (as test_terraform_stack). Everything is torn down at the end, also when a
+provider mirror (as test_terraform_stack), the kit's AWS CLI. PARITY_WAYS=provisioner,cloudformation
+runs only those (while working on one; the test command runs all). Everything is torn down at the end, also when a
 step fails.
 """
 
@@ -33,22 +35,27 @@ import subprocess
 import tempfile
 import threading
 import time
+import tomllib
 import unittest
 import urllib.request
 import uuid
 
-from kit import client, start
+from botocore.exceptions import ClientError
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from kit import KIT_DIR, client, start
+
+REPO = os.path.dirname(KIT_DIR)
 TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.expanduser("~/.cache/gateway-kit/target")
 PROVISIONER = os.path.join(TARGET, "debug", "provisioner")
 GATEWAY = os.path.join(TARGET, "debug", "gateway")
 TERRAFORM = os.path.join(REPO, "terraform")
+CFN_DEPLOY = os.path.join(REPO, "cloudformation", "deploy")
+AWS_CLI = os.path.join(KIT_DIR, ".venv", "bin", "aws")
 REGION = "us-east-1"
 TABLE = os.environ.get("PARITY_TABLE") or os.path.expanduser("~/.cache/gateway-kit/parity/parity.md")
 
-# The spec both deployments are held to: what terraform/examples/localstack sets (small
-# instances, one node), so the two deploy the same stack. Everything else is a default.
+# The spec every deployment is held to: what terraform/examples/localstack sets (small
+# instances, one node), so they all deploy the same stack. Everything else is a default.
 STACK_TOML = """
 db_instance_class = "db.t3.micro"
 db_allocated_storage = 20
@@ -156,9 +163,52 @@ class Terraform:
         return self._run("destroy", timeout=600, check=False)
 
 
-# Add CloudFormation here: a class with label, __init__(stack, endpoint, tmp, config),
-# up() and down(); `read` (below) if read_stack cannot find its resources by the stack tag.
-DEPLOYMENTS = [Provisioner, Terraform]
+class CloudFormation:
+    """cloudformation/deploy (`aws cloudformation deploy` with the kit's AWS CLI) with the
+    test's stack.toml as parameter overrides; down deletes the stack, then its final
+    snapshot and the artifact bucket."""
+
+    label = "cloudformation"
+    # stack.toml's keys as the template's parameters: the one mapping of the two names.
+    PARAMETER_OF = {"db_instance_class": "DBInstanceClass", "db_allocated_storage": "DBAllocatedStorage",
+                    "instance_type": "InstanceType", "min_size": "MinSize", "desired_capacity": "DesiredCapacity",
+                    "max_size": "MaxSize"}
+
+    def __init__(self, stack: str, endpoint: str, tmp: str, config: str):
+        self.stack, self.endpoint = stack, endpoint
+        self.env = {**os.environ, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
+                    "AWS_ENDPOINT_URL": endpoint, "AWS_CLI": AWS_CLI}
+        with open(config, "rb") as f:
+            toml = tomllib.load(f)
+        unmapped = set(toml) - set(self.PARAMETER_OF)
+        if unmapped:
+            raise AssertionError(f"stack.toml keys with no template parameter here: {sorted(unmapped)}")
+        self.overrides = [f"{self.PARAMETER_OF[k]}={v}" for k, v in toml.items()]
+
+    def up(self):
+        run([CFN_DEPLOY, "--stack", self.stack, "--region", REGION, "--gateway-binary", GATEWAY, "--", *self.overrides],
+            env=self.env, timeout=1200)
+
+    def down(self):
+        out = run([CFN_DEPLOY, "--delete", "--stack", self.stack, "--region", REGION], env=self.env, timeout=900,
+                  check=False)
+        rds, s3 = client("rds", self.endpoint, REGION), client("s3", self.endpoint, REGION)
+        for snap in rds.describe_db_snapshots(SnapshotType="manual")["DBSnapshots"]:
+            if snap["DBSnapshotIdentifier"].startswith(f"{self.stack}-db-final-"):
+                rds.delete_db_snapshot(DBSnapshotIdentifier=snap["DBSnapshotIdentifier"])
+        bucket = f"{self.stack}-artifacts-000000000000-{REGION}"
+        try:
+            for obj in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+                s3.delete_object(Bucket=bucket, Key=obj["Key"])
+            s3.delete_bucket(Bucket=bucket)
+        except ClientError:
+            pass
+        return out
+
+
+# A way with resources read_stack cannot find by the stack tag sets a `read` attribute.
+DEPLOYMENTS = [Provisioner, Terraform, CloudFormation]
+WAYS = [w for w in DEPLOYMENTS if w.label in os.environ.get("PARITY_WAYS", w.label).split(",")]
 
 
 # --- reading a stack back through the AWS APIs -----------------------------------------
@@ -467,28 +517,45 @@ def compact(value) -> str:
     return json.dumps(value, sort_keys=True)
 
 
-def rows(value, path="") -> list[tuple[str, str, object]]:
-    """(key the comparison uses, the fact's name, value): lists of objects one row per item."""
-    if isinstance(value, dict):
+def rows(value, path="") -> list[tuple[str, object]]:
+    """(the fact's name, value), one row per fact: a list of objects is one row, and so is
+    an object of plain values below the top two levels (a health check, a resource's tags)."""
+    if isinstance(value, dict) and (path.count(".") < 1 or any(isinstance(v, (dict, list)) for v in value.values())):
         out = []
         for k, v in value.items():
             out += rows(v, f"{path}.{k}" if path else k)
         return out
-    if isinstance(value, list) and any(isinstance(x, dict) for x in value):
-        return [(f"{path}[{compact(x)}]", path, compact(x)) for x in value]
-    return [(path, path, value)]
+    return [(path, value)]
 
 
 def cell(value, stack: str) -> str:
     if isinstance(value, list):
-        text = ", ".join(str(x) for x in value) or "(none)"
+        text = "; ".join(cell(x, stack) for x in value) or "(none)"
     elif isinstance(value, bool):
         text = "yes" if value else "no"
-    elif isinstance(value, dict):
+    elif isinstance(value, dict) and ("protocol" in value or "load_balancer_port" in value):
         text = compact(value)
+    elif isinstance(value, dict):
+        text = ", ".join(f"{k} {cell(v, stack)}" for k, v in value.items())
     else:
         text = str(value)
-    return text.replace(stack, "<stack>").replace("|", "\\|")
+    return text.replace(stack, "&lt;stack&gt;").replace("|", "\\|")
+
+
+def what_differs(row: str, path: str, want, have, stack: str) -> str:
+    """A difference in a row: `target TCP:8000` for a field of the row's object, `also X`
+    or `without X` for an item of its list, else what is deployed."""
+    if path.startswith(row + "["):
+        return "without " + cell(want, stack) if have == "<missing>" else "also " + cell(have, stack)
+    if path.startswith(row + "."):
+        return f"{path[len(row) + 1:]} {cell(have, stack)}"
+    return cell(have, stack)
+
+
+def value_at(doc, path: str):
+    for part in path.split("."):
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return doc
 
 
 def table(results: dict) -> str:
@@ -497,20 +564,36 @@ def table(results: dict) -> str:
     first = next(iter(results.values()))[0]
     lines = ["| Fact | `provisioner facts` | " + " | ".join(labels) + " |",
              "|---|---|" + "---|" * len(labels)]
-    for key, name, value in rows({k: v for k, v in first.items() if k not in IGNORED | {"stack", "region"}}):
+    for name, value in rows({k: v for k, v in first.items() if k not in IGNORED | {"stack", "region"}}):
         row = [f"`{name}`", cell(value, first["stack"])]
         for label in labels:
-            want, _, diffs = results[label]
-            hit = [h for p, _, h in diffs if p == key or p.startswith(key + ".") or p.startswith(key + "[")]
-            row.append("same" if not hit else "**" + "; ".join(cell(h, want["stack"]) for h in hit) + "**")
+            want, have, diffs = results[label]
+            hit = [(p, w, h) for p, w, h in diffs if p == name or p.startswith(name + ".") or p.startswith(name + "[")]
+            if hit:
+                row.append("**" + "; ".join(what_differs(name, p, w, h, want["stack"]) for p, w, h in hit) + "**")
+            elif name in LOOSE and value_at(have, name) != value:
+                row.append(f"same ({cell(value_at(have, name), want['stack'])})")
+            else:
+                row.append("same")
         lines.append("| " + " | ".join(row) + " |")
     extra = [(label, p, h) for label, (want, _, diffs) in results.items() for p, w, h in diffs if w == "<not a fact>"]
-    notes = ["", "Written by `localstack/tests/test_parity.py` from one run on the kit: each way deployed the stack, "
-             "read back through the AWS APIs. `same`: the APIs show the fact; in bold: what they show instead."]
+    notes = ["", "Written by `localstack/tests/test_parity.py` from one run on the kit: each way deployed the stack "
+             "with the same settings, read back through the AWS APIs. `same`: the APIs show the fact (in brackets: "
+             "the value, where the fact allows several); in bold: what they show instead."]
     if extra:
         notes += ["", "Deployed beyond the facts:", ""] + [
             f"- {label}: `{p}`: {cell(h, results[label][0]['stack'])}" for label, p, h in extra]
     return "\n".join(lines + notes) + "\n"
+
+
+README = os.path.join(REPO, "README.md")
+BEGIN, END = "<!-- parity table: written by localstack/tests/test_parity.py -->", "<!-- end of parity table -->"
+
+
+def readme_table(text: str) -> str | None:
+    if BEGIN not in text or END not in text:
+        return None
+    return text[text.index(BEGIN) + len(BEGIN):text.index(END)].strip("\n") + "\n"
 
 
 # --- the test ---------------------------------------------------------------------------
@@ -539,8 +622,15 @@ class Comparison(unittest.TestCase):
             "load_balancer.proxy_protocol_ports", "security_groups.db.ingress[tcp 22 from 0.0.0.0/0]"])
         text = table({"provisioner": (self.WANT, self.WANT, []),
                       "terraform": (self.WANT, have, differences(self.WANT, have))})
-        self.assertIn("| `load_balancer.health_check.target` | HTTP:8001/status | same | **TCP:8000** |", text)
-        self.assertIn("| `security_groups.db.ingress` | tcp 5432 from 10.0.0.0/16 | same | same |", text)
+        self.assertIn("| `load_balancer.health_check` | target HTTP:8001/status | same | **target TCP:8000** |", text)
+        self.assertIn("| `load_balancer.proxy_protocol_ports` | 8000; 8443 | same | **8000** |", text)
+        self.assertIn("| `database.engine_version` | 15 | same | **16.1** |", text)
+        self.assertIn("| `security_groups.db.ingress` | tcp 5432 from 10.0.0.0/16 | same | "
+                      "**also tcp 22 from 0.0.0.0/0** |", text)
+        self.assertIn("| `database.multi_az` | yes | same | **<missing>** |", text)
+        have["database"]["engine_version"] = "15.7"
+        text = table({"terraform": (self.WANT, have, differences(self.WANT, have))})
+        self.assertIn("| `database.engine_version` | 15 | same (15.7) |", text)
         self.assertIn("- terraform: `security_groups.db.ingress[tcp 22 from 0.0.0.0/0]`: tcp 22 from 0.0.0.0/0", text)
 
 
@@ -561,7 +651,7 @@ class Parity(unittest.TestCase):
         with open(cls.config, "w", encoding="utf-8") as f:
             f.write(STACK_TOML)
         suffix = uuid.uuid4().hex[:5]
-        cls.deployments = [kind(f"pa{suffix}-{kind.label[:2]}", cls.endpoint, cls.tmp, cls.config) for kind in DEPLOYMENTS]
+        cls.deployments = [kind(f"pa{suffix}-{kind.label[:2]}", cls.endpoint, cls.tmp, cls.config) for kind in WAYS]
         cls.timings = {}
         errors = {}
 
@@ -612,17 +702,34 @@ class Parity(unittest.TestCase):
 
     def test_1_every_way_deploys_the_facts(self):
         results = {d.label: self.compare(d) for d in self.deployments}
+        written = table(results)
         os.makedirs(os.path.dirname(TABLE), exist_ok=True)
         with open(TABLE, "w", encoding="utf-8") as f:
-            f.write(table(results))
+            f.write(written)
         print(f"\nparity table: {TABLE}; up: " + ", ".join(f"{k} {v:.0f}s" for k, v in self.timings.items()))
         report = [describe(label, diffs) for label, (_, _, diffs) in results.items() if diffs]
         self.assertFalse(report, "deployments differ from `provisioner facts`:\n" + "\n".join(report))
 
+        # The README's table is this run's (when every way ran).
+        if len(self.deployments) < len(DEPLOYMENTS):
+            return
+        with open(README, encoding="utf-8") as f:
+            text = f.read()
+        self.assertIsNotNone(readme_table(text), f"README.md lacks the parity table's markers: {BEGIN} ... {END}")
+        if os.environ.get("PARITY_WRITE_README") == "1":
+            text = text.replace(text[text.index(BEGIN):text.index(END)], f"{BEGIN}\n{written}")
+            with open(README, "w", encoding="utf-8") as f:
+                f.write(text)
+        self.assertEqual(readme_table(text), written, "README.md's parity table is not what this run found: "
+                         f"see {TABLE}, or run the test again with PARITY_WRITE_README=1 to write it in")
+
     def test_2_a_drifted_fact_fails_the_comparison(self):
         """A scratch copy of terraform/ with the health check's target changed, applied over
         the Terraform stack: the comparison names that fact, and only it."""
-        [tf] = [d for d in self.deployments if isinstance(d, Terraform)]
+        tfs = [d for d in self.deployments if isinstance(d, Terraform)]
+        if not tfs:
+            self.skipTest("PARITY_WAYS leaves terraform out")
+        [tf] = tfs
         _, _, before = self.compare(tf)
         scratch = os.path.join(self.tmp, "terraform-drifted")
         shutil.copytree(TERRAFORM, scratch, ignore=shutil.ignore_patterns(".terraform*", "*.tfstate*"))

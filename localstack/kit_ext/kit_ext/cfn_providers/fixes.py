@@ -12,6 +12,14 @@ the original, then applies what it dropped through the kit's EC2 API:
 
 Security groups' inline SecurityGroupIngress/Egress are also dropped; the template keeps
 clear of them with AWS::EC2::SecurityGroupIngress resources (kit_ext.cfn_providers.ec2).
+
+One fix is in the engine itself: an update decides whether a resource is replaced from the
+template's static change types, where a `!Ref` to a resource whose property holds an
+`!If` counts as changed even when every value is the same. So an in-place update (the
+database's backup replication region) replaced the DB instance: a second CreateDBInstance
+with the same identifier failed and rolled the update back. The wrapper decides it from
+the resolved values instead, as CloudFormation does: a resource is replaced only when a
+create-only property's value changes.
 """
 
 from __future__ import annotations
@@ -85,6 +93,25 @@ def _nat_create(original):
     return create
 
 
+def _replacement_by_value(original):
+    def execute(self, name, before, after):
+        from localstack.services.cloudformation.engine.v2.change_set_model import is_nothing
+        from localstack.services.cloudformation.resource_provider import ResourceProviderExecutor
+
+        if (not is_nothing(before) and not is_nothing(after) and after.requires_replacement
+                and before.resource_type == after.resource_type):
+            provider = ResourceProviderExecutor.try_load_resource_provider(after.resource_type)
+            create_only = [p.replace("/properties/", "", 1)
+                           for p in (provider.SCHEMA.get("createOnlyProperties", []) if provider else [])]
+            was, now = before.properties.properties or {}, after.properties.properties or {}
+            if create_only and all(was.get(p) == now.get(p) for p in create_only):
+                LOG.info("cloudformation: %s is updated in place (no create-only property changed)", name)
+                after.requires_replacement = False
+        return original(self, name, before, after)
+
+    return execute
+
+
 def apply() -> None:
     global _applied
     if _applied:
@@ -97,4 +124,9 @@ def apply() -> None:
     EC2RouteProvider.create = _route_create(EC2RouteProvider.create)
     EC2VPCProvider.create = _vpc_create(EC2VPCProvider.create)
     EC2NatGatewayProvider.create = _nat_create(EC2NatGatewayProvider.create)
-    LOG.info("kit: CloudFormation fixes for AWS::EC2::Route targets, VPC DNS attributes, NAT gateway tags")
+    from localstack.services.cloudformation.engine.v2.change_set_model_executor import ChangeSetModelExecutor
+
+    ChangeSetModelExecutor._execute_resource_change = _replacement_by_value(
+        ChangeSetModelExecutor._execute_resource_change)
+    LOG.info("kit: CloudFormation fixes for AWS::EC2::Route targets, VPC DNS attributes, NAT gateway tags, "
+             "replacement decided by value")
