@@ -45,6 +45,8 @@ pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
         .route("/", get(node_info))
         .route("/config", post(load_config))
+        .route("/plugins/enabled", get(enabled_plugins))
+        .route("/schemas/plugins/{name}", get(plugin_schema))
         .merge(entities::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -146,6 +148,19 @@ fn unready(s: &AdminState, snapshot: &Snapshot) -> Option<&'static str> {
         });
     }
     None
+}
+
+/// Kong's `GET /plugins/enabled`: the plugins a plugin entity may name.
+async fn enabled_plugins() -> Json<serde_json::Value> {
+    Json(json!({ "enabled_plugins": crate::schema::BUNDLED_PLUGINS }))
+}
+
+/// Kong's `GET /schemas/plugins/{name}`.
+async fn plugin_schema(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match crate::plugins::schema_json(&name) {
+        Some(schema) => Json(schema).into_response(),
+        None => message(StatusCode::NOT_FOUND, &format!("No plugin named '{name}'")),
+    }
 }
 
 /// Kong's DB-less `POST /config`: replace the whole configuration.
