@@ -189,6 +189,24 @@ pub fn schema_json(name: &str) -> Option<Value> {
     }))
 }
 
+/// The Kong type (`string`, `integer`, `number`, `boolean`, `array`) of a
+/// config field of an implemented plugin, for coercing form-encoded bodies
+/// as Kong does from the schema. `None` when unknown.
+pub fn config_field_type(plugin: &str, field: &str) -> Option<String> {
+    priority(plugin)?;
+    let schema = schema_json(plugin)?;
+    let config = schema["fields"]
+        .as_array()?
+        .iter()
+        .find_map(|f| f.get("config"))?;
+    config["fields"]
+        .as_array()?
+        .iter()
+        .find_map(|f| f.get(field))
+        .and_then(|f| f["type"].as_str())
+        .map(String::from)
+}
+
 /// Why a snapshot cannot be built from a stored plugin.
 #[derive(Debug, thiserror::Error)]
 #[error("plugin `{name}` ({id}): {errors}; fix it through the Admin API (PATCH /plugins/{id}) or the declarative file")]
