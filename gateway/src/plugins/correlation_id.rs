@@ -7,7 +7,7 @@ use std::cell::Cell;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Map, Value};
 
-use super::{Request, RequestState};
+use super::{header_name, Request, RequestState};
 use crate::schema::fields::Fields;
 
 pub const PRIORITY: u32 = 100_001;
@@ -24,29 +24,6 @@ pub struct Config {
     header: HeaderName,
     generator: Generator,
     echo_downstream: bool,
-}
-
-/// Kong's `typedefs.header_name` check.
-pub(super) fn header_name(f: &mut Fields, field: &str, value: &str) -> Option<HeaderName> {
-    let ok = !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    match ok
-        .then(|| HeaderName::from_bytes(value.as_bytes()).ok())
-        .flatten()
-    {
-        Some(n) => Some(n),
-        None => {
-            f.error(
-                field,
-                format!(
-                    "bad header name '{value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
-                ),
-            );
-            None
-        }
-    }
 }
 
 pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {

@@ -51,7 +51,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderValue, Method, Response, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, Uri};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -432,6 +432,29 @@ impl Chain {
                 | Config::RequestSizeLimiting(_)
                 | Config::RequestTermination(_) => {}
             }
+        }
+    }
+}
+
+/// Kong's `typedefs.header_name` check.
+pub(crate) fn header_name(f: &mut Fields, field: &str, value: &str) -> Option<HeaderName> {
+    let ok = !value.is_empty()
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    match ok
+        .then(|| HeaderName::from_bytes(value.as_bytes()).ok())
+        .flatten()
+    {
+        Some(n) => Some(n),
+        None => {
+            f.error(
+                field,
+                format!(
+                    "bad header name '{value}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+                ),
+            );
+            None
         }
     }
 }

@@ -30,17 +30,9 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
     let body = f.string("body");
     let echo = f.boolean("echo", false);
     let trigger = f.string("trigger");
-    let trigger_name = trigger.as_deref().and_then(|t| {
-        let name = http::HeaderName::from_bytes(t.as_bytes()).ok();
-        if name.is_none() {
-            f.error(
-                "trigger",
-                "bad header name '{t}', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
-                    .replace("{t}", t),
-            );
-        }
-        name
-    });
+    let trigger_name = trigger
+        .as_deref()
+        .and_then(|t| super::header_name(f, "trigger", t));
     let content_type_value = content_type.as_deref().and_then(|c| {
         let v = HeaderValue::from_str(c).ok();
         if v.is_none() {
