@@ -144,6 +144,21 @@ fn nest_under_config(mut inner: FieldErrors) -> FieldErrors {
     out
 }
 
+/// Kong's `typedefs.protocols_http`: the protocols of the http subsystem.
+pub const HTTP_PROTOCOLS: &[&str] = &["grpc", "grpcs", "http", "https"];
+
+/// The protocols an implemented plugin's schema allows (`None`: not
+/// implemented here). ip-restriction also runs on streams in Kong (tcp, tls),
+/// which this gateway does not proxy; its instances for them are accepted
+/// and stored.
+pub fn protocols(name: &str) -> Option<&'static [&'static str]> {
+    match name {
+        "ip-restriction" => Some(&["grpc", "grpcs", "http", "https", "tcp", "tls"]),
+        n if priority(n).is_some() => Some(HTTP_PROTOCOLS),
+        _ => None,
+    }
+}
+
 pub fn priority(name: &str) -> Option<u32> {
     IMPLEMENTED
         .iter()
@@ -180,7 +195,7 @@ pub fn schema_json(name: &str) -> Option<Value> {
             {"protocols": {
                 "type": "set", "required": true,
                 "default": ["grpc", "grpcs", "http", "https"],
-                "elements": {"type": "string", "one_of": crate::schema::net::KONG_PROTOCOLS},
+                "elements": {"type": "string", "one_of": protocols(name).unwrap_or(&crate::schema::net::KONG_PROTOCOLS)},
             }},
             {"enabled": {"type": "boolean", "default": true}},
             {"tags": {"type": "set", "elements": {"type": "string"}}},

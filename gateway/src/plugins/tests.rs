@@ -125,6 +125,21 @@ fn unknown_fields_and_bad_values_are_schema_violations() {
 }
 
 #[test]
+fn protocols_are_narrowed_by_the_plugin_schema() {
+    let e = create(json!({"name": "cors", "protocols": ["http", "tcp"]})).unwrap_err();
+    assert_eq!(
+        Value::Object(e.0),
+        json!({"protocols": "expected one of: grpc, grpcs, http, https (got 'tcp')"})
+    );
+    let p = create(
+        json!({"name": "ip-restriction", "protocols": ["tcp"], "config": {"allow": ["10.0.0.0/8"]}}),
+    );
+    assert!(p.is_ok(), "{p:?}");
+    // Not implemented here: any Kong protocol.
+    assert!(create(json!({"name": "rate-limiting", "protocols": ["tcp"]})).is_ok());
+}
+
+#[test]
 fn plugins_not_implemented_keep_their_config_as_given() {
     let c = config_of("rate-limiting", json!({"minute": 5, "whatever": true}));
     assert_eq!(c, json!({"minute": 5, "whatever": true}));

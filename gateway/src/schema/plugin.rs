@@ -91,6 +91,11 @@ pub(super) fn validate(f: &mut Fields) -> Map<String, Value> {
         }
     }
     out.insert("config".into(), Value::Object(config));
+    // An implemented plugin's schema narrows the protocols it runs on.
+    let allowed = name
+        .as_deref()
+        .and_then(crate::plugins::protocols)
+        .unwrap_or(&KONG_PROTOCOLS);
     let protocols = match f.strings("protocols") {
         None => ["grpc", "grpcs", "http", "https"]
             .map(String::from)
@@ -98,10 +103,10 @@ pub(super) fn validate(f: &mut Fields) -> Map<String, Value> {
         Some(list) => {
             if list.is_empty() {
                 f.error("protocols", "length must be at least 1");
-            } else if let Some(p) = list.iter().find(|p| !KONG_PROTOCOLS.contains(&p.as_str())) {
+            } else if let Some(p) = list.iter().find(|p| !allowed.contains(&p.as_str())) {
                 f.error(
                     "protocols",
-                    format!("expected one of: {} (got '{p}')", KONG_PROTOCOLS.join(", ")),
+                    format!("expected one of: {} (got '{p}')", allowed.join(", ")),
                 );
             }
             list
