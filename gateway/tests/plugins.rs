@@ -408,6 +408,31 @@ services:
         config["fields"][1]["size_unit"]["one_of"],
         json!(["megabytes", "kilobytes", "bytes"])
     );
+    let r = admin(
+        gw.admin,
+        "POST",
+        "/schemas/plugins/validate",
+        Some(json!({"name": "cors", "config": {"max_age": "long"}})),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        r.json()["message"],
+        "schema violation (config.max_age: expected a number)"
+    );
+    let r = admin(
+        gw.admin,
+        "POST",
+        "/schemas/plugins/validate",
+        Some(json!({"name": "cors", "config": {"max_age": 60}})),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.json()),
+        (200, json!({"message": "schema validation successful"}))
+    );
     let r = admin(gw.admin, "GET", "/schemas/plugins/nope", None, None).await;
     assert_eq!(
         (r.status, r.json()),

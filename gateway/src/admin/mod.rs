@@ -46,6 +46,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/", get(node_info))
         .route("/config", post(load_config))
         .route("/plugins/enabled", get(enabled_plugins))
+        .route("/schemas/plugins/validate", post(validate_plugin))
         .route("/schemas/plugins/{name}", get(plugin_schema))
         .merge(entities::routes())
         .fallback(not_found)
@@ -160,6 +161,27 @@ async fn plugin_schema(axum::extract::Path(name): axum::extract::Path<String>) -
     match crate::plugins::schema_json(&name) {
         Some(schema) => Json(schema).into_response(),
         None => message(StatusCode::NOT_FOUND, &format!("No plugin named '{name}'")),
+    }
+}
+
+/// Kong's `POST /schemas/plugins/validate`: a plugin checked as a create
+/// would check it (its config with the plugin's schema), and not stored.
+async fn validate_plugin(headers: axum::http::HeaderMap, body::Body(body): body::Body) -> Response {
+    use crate::schema::{Kind, Write};
+    use crate::store::StoreError;
+    let mut map = match body::parse(Kind::Plugins, &headers, &body) {
+        Ok(m) => m,
+        Err(body::BodyError::Schema(f)) => return entities::store_error(StoreError::Schema(f)),
+        Err(body::BodyError::Unreadable(m)) => return message(StatusCode::BAD_REQUEST, &m),
+        Err(body::BodyError::UnsupportedType(m)) => {
+            return message(StatusCode::UNSUPPORTED_MEDIA_TYPE, &m)
+        }
+    };
+    map.entry("id")
+        .or_insert_with(|| uuid::Uuid::new_v4().to_string().into());
+    match crate::schema::validate(Kind::Plugins, map, Write::Create, None, 0) {
+        Ok(_) => message(StatusCode::OK, "schema validation successful"),
+        Err(f) => entities::store_error(StoreError::Schema(f)),
     }
 }
 
