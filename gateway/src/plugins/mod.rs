@@ -308,8 +308,12 @@ impl Index {
         // Ties cannot happen between names (one instance per name), but keep
         // the order stable across builds: by priority, then name.
         list.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(b.name)));
+        let needs_client = list
+            .iter()
+            .any(|p| matches!(p.config, Config::IpRestriction(_)));
         Chain {
             plugins: list.into_boxed_slice(),
+            needs_client,
         }
     }
 }
@@ -357,6 +361,8 @@ pub fn compile(p: &Plugin) -> Result<Option<Instance>, CompileError> {
 #[derive(Debug, Default)]
 pub struct Chain {
     plugins: Box<[Arc<Instance>]>,
+    /// A plugin reads the client address: worth working out the real one.
+    needs_client: bool,
 }
 
 /// What the access phase sees of a request.
@@ -391,6 +397,12 @@ pub struct RequestState {
 impl Chain {
     pub fn is_empty(&self) -> bool {
         self.plugins.is_empty()
+    }
+
+    /// Whether a plugin reads [`Request::client`]; when none does, the
+    /// connection's address will do and no header is parsed for it.
+    pub fn needs_client(&self) -> bool {
+        self.needs_client
     }
 
     pub fn len(&self) -> usize {

@@ -206,6 +206,20 @@ fn terminate(code: u16, route: Option<Uuid>, service: Option<Uuid>) -> Plugin {
 }
 
 #[test]
+fn kong_priorities() {
+    assert_eq!(
+        IMPLEMENTED,
+        &[
+            ("correlation-id", 100_001),
+            ("cors", 2000),
+            ("ip-restriction", 990),
+            ("request-size-limiting", 951),
+            ("request-termination", 2),
+        ]
+    );
+}
+
+#[test]
 fn the_most_specific_instance_wins() {
     let (route, other_route, service) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
     let mut e = Entities::default();
@@ -247,6 +261,7 @@ fn chains_run_by_kong_priority_and_skip_disabled_and_consumer_instances() {
     disabled.enabled = false;
     e.plugins.push(disabled);
     let chain = Index::new(&e).unwrap().chain(route, None);
+    assert!(chain.needs_client());
     assert_eq!(
         chain.names().collect::<Vec<_>>(),
         [
@@ -308,8 +323,10 @@ fn compiled(name: &str, config: Value) -> Instance {
 }
 
 fn one(name: &str, config: Value) -> Chain {
+    let instance = compiled(name, config);
     Chain {
-        plugins: vec![Arc::new(compiled(name, config))].into_boxed_slice(),
+        needs_client: matches!(instance.config, Config::IpRestriction(_)),
+        plugins: vec![Arc::new(instance)].into_boxed_slice(),
     }
 }
 

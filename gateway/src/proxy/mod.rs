@@ -124,7 +124,11 @@ async fn proxy(
     let mut state = RequestState::default();
     if !plugins.is_empty() {
         let method = req.method().clone();
-        let client = forwarded::client_ip(req.headers(), conn, &shared.forwarding);
+        let client = if plugins.needs_client() {
+            forwarded::client_ip(req.headers(), conn, &shared.forwarding)
+        } else {
+            conn.client
+        };
         let mut view = plugins::Request {
             method: &method,
             uri: &uri,
