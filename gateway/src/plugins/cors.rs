@@ -172,7 +172,12 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
     out.insert("headers".into(), opt(headers));
     out.insert("exposed_headers".into(), opt(exposed_headers));
     out.insert("methods".into(), methods.into());
-    out.insert("max_age".into(), opt(max_age));
+    // JSON numbers as given: 3600 stays 3600, not 3600.0.
+    let max_age_out = max_age.map(|n| match n.fract() == 0.0 && n.abs() < 1e15 {
+        true => Value::from(n as i64),
+        false => Value::from(n),
+    });
+    out.insert("max_age".into(), opt(max_age_out));
     out.insert("credentials".into(), credentials.into());
     out.insert("private_network".into(), private_network.into());
     out.insert("preflight_continue".into(), preflight_continue.into());

@@ -66,6 +66,20 @@ fn defaults_are_filled_like_kong() {
 }
 
 #[test]
+fn numbers_keep_their_shape() {
+    assert_eq!(
+        config_of("cors", json!({"max_age": 3600}))["max_age"],
+        json!(3600)
+    );
+    assert_eq!(
+        config_of("cors", json!({"max_age": 1.5}))["max_age"],
+        json!(1.5)
+    );
+    let c = config_of("ip-restriction", json!({"allow": ["::1"], "status": 401}));
+    assert_eq!(c["status"], json!(401));
+}
+
+#[test]
 fn unknown_fields_and_bad_values_are_schema_violations() {
     let (fields, message) = violation("request-termination", json!({"status_code": 700}));
     assert_eq!(
