@@ -13,6 +13,7 @@ pub mod input_limits;
 pub mod listener;
 pub mod model;
 pub mod node;
+pub mod plugins;
 pub mod proxy;
 pub mod proxy_protocol;
 pub mod router;

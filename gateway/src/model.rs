@@ -134,7 +134,8 @@ pub struct Plugin {
     pub name: String,
     #[serde(default)]
     pub instance_name: Option<String>,
-    /// Stored as given: plugin schemas are not enforced yet.
+    /// Validated and filled with defaults for the plugins this gateway
+    /// implements ([`crate::plugins`]); stored as given for the others.
     #[serde(default = "empty_object")]
     pub config: serde_json::Value,
     pub protocols: Vec<String>,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::declarative::{format_host_port, split_host_port};
 use crate::model::{Entities, PathHandling, Protocol, Service, Target as TargetEntity, Upstream};
+use crate::plugins::{Chain, CompileError, Index as PluginIndex};
 use crate::proxy::balancer::{Balancer, Target};
 use crate::proxy::pool::{PoolKey, Pools};
 use crate::router::{Router, RouterError};
@@ -35,6 +36,9 @@ pub struct RouteEntry {
     pub http: bool,
     pub https: bool,
     pub https_redirect_status_code: u16,
+    /// The plugins that run for this route, compiled with the snapshot;
+    /// empty (and free) for a route without any.
+    pub plugins: Chain,
 }
 
 pub struct ServiceEntry {
@@ -55,6 +59,8 @@ pub enum SnapshotError {
     Router(#[from] RouterError),
     #[error("service `{0}`: {1}")]
     Service(String, String),
+    #[error(transparent)]
+    Plugin(#[from] CompileError),
 }
 
 impl Snapshot {
@@ -77,7 +83,7 @@ impl Snapshot {
                 Some(at) => format!("{at}.{}: {}", r.field, r.message),
                 None => e.to_string(),
             },
-            SnapshotError::Service(..) => e.to_string(),
+            SnapshotError::Service(..) | SnapshotError::Plugin(..) => e.to_string(),
         };
         Snapshot::build(entities, pools).map_err(located)
     }
@@ -88,6 +94,7 @@ impl Snapshot {
         for s in entities.services.iter().filter(|s| s.enabled) {
             services.insert(s.id, Arc::new(service_entry(s, &upstreams, pools)?));
         }
+        let plugins = PluginIndex::new(&entities)?;
         let mut routes = Vec::with_capacity(entities.routes.len());
         let mut entries = Vec::with_capacity(entities.routes.len());
         for r in &entities.routes {
@@ -108,6 +115,7 @@ impl Snapshot {
                 http: r.protocols.contains(&Protocol::Http),
                 https: r.protocols.contains(&Protocol::Https),
                 https_redirect_status_code: r.https_redirect_status_code,
+                plugins: plugins.chain(r.id, r.service.map(|s| s.id)),
             });
             routes.push(r.clone());
         }

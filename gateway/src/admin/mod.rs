@@ -45,6 +45,9 @@ pub fn router(state: AdminState) -> Router {
     let protected = Router::new()
         .route("/", get(node_info))
         .route("/config", post(load_config))
+        .route("/plugins/enabled", get(enabled_plugins))
+        .route("/schemas/plugins/validate", post(validate_plugin))
+        .route("/schemas/plugins/{name}", get(plugin_schema))
         .merge(entities::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -146,6 +149,40 @@ fn unready(s: &AdminState, snapshot: &Snapshot) -> Option<&'static str> {
         });
     }
     None
+}
+
+/// Kong's `GET /plugins/enabled`: the plugins a plugin entity may name.
+async fn enabled_plugins() -> Json<serde_json::Value> {
+    Json(json!({ "enabled_plugins": crate::schema::BUNDLED_PLUGINS }))
+}
+
+/// Kong's `GET /schemas/plugins/{name}`.
+async fn plugin_schema(axum::extract::Path(name): axum::extract::Path<String>) -> Response {
+    match crate::plugins::schema_json(&name) {
+        Some(schema) => Json(schema).into_response(),
+        None => message(StatusCode::NOT_FOUND, &format!("No plugin named '{name}'")),
+    }
+}
+
+/// Kong's `POST /schemas/plugins/validate`: a plugin checked as a create
+/// would check it (its config with the plugin's schema), and not stored.
+async fn validate_plugin(headers: axum::http::HeaderMap, body::Body(body): body::Body) -> Response {
+    use crate::schema::{Kind, Write};
+    use crate::store::StoreError;
+    let mut map = match body::parse(Kind::Plugins, &headers, &body) {
+        Ok(m) => m,
+        Err(body::BodyError::Schema(f)) => return entities::store_error(StoreError::Schema(f)),
+        Err(body::BodyError::Unreadable(m)) => return message(StatusCode::BAD_REQUEST, &m),
+        Err(body::BodyError::UnsupportedType(m)) => {
+            return message(StatusCode::UNSUPPORTED_MEDIA_TYPE, &m)
+        }
+    };
+    map.entry("id")
+        .or_insert_with(|| uuid::Uuid::new_v4().to_string().into());
+    match crate::schema::validate(Kind::Plugins, map, Write::Create, None, 0) {
+        Ok(_) => message(StatusCode::OK, "schema validation successful"),
+        Err(f) => entities::store_error(StoreError::Schema(f)),
+    }
 }
 
 /// Kong's DB-less `POST /config`: replace the whole configuration.

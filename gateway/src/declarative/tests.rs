@@ -223,6 +223,14 @@ fn new_kinds_errors_point_to_entity_and_field() {
         "{base}plugins:\n- name: cors\n- name: acl\n- name: jwt\n  config: 5\n"
     ));
     assert_eq!(e, "plugins[2].config: expected a record");
+    // An implemented plugin's config is checked with its schema.
+    let e = error_of(&format!(
+        "{base}plugins:\n- name: cors\n- name: request-size-limiting\n  config:\n    size_unit: pages\n"
+    ));
+    assert_eq!(
+        e,
+        "plugins[1].config.size_unit: expected one of: megabytes, kilobytes, bytes"
+    );
     let e = error_of(&format!("{base}plugins:\n- name: nope\n"));
     assert!(
         e.starts_with("plugins[0].name: plugin 'nope' not enabled"),

@@ -31,6 +31,8 @@ pub enum ClientBodyError {
     Timeout = 2,
     #[error("the body is larger than client_max_body_size")]
     TooLarge = 3,
+    #[error("the body is larger than the request-size-limiting plugin allows")]
+    SizeLimit = 4,
 }
 
 /// How far a request body upload has got.
@@ -58,6 +60,7 @@ impl Progress {
             1 => Some(ClientBodyError::Malformed),
             2 => Some(ClientBodyError::Timeout),
             3 => Some(ClientBodyError::TooLarge),
+            4 => Some(ClientBodyError::SizeLimit),
             _ => None,
         }
     }
@@ -93,6 +96,8 @@ pin_project_lite::pin_project! {
         received: u64,
         // 0 is unlimited.
         max_size: u64,
+        // What crossing max_size means: which limit it is.
+        too_large: ClientBodyError,
         timeout: Duration,
         // Armed when the client is awaited, so time the upstream took to ask
         // for more is not blamed on the client.
@@ -115,10 +120,26 @@ impl RequestBody {
             progress,
             received: 0,
             max_size,
+            too_large: ClientBodyError::TooLarge,
             timeout,
             timer: None,
             waiting: false,
         }
+    }
+}
+
+impl RequestBody {
+    /// Also limits the body to `limit` bytes (request-size-limiting, for a
+    /// body without Content-Length); the smaller limit applies, and crossing
+    /// this one is [`ClientBodyError::SizeLimit`].
+    pub fn with_plugin_limit(mut self, limit: Option<u64>) -> Self {
+        if let Some(limit) = limit {
+            if self.max_size == 0 || limit < self.max_size {
+                self.max_size = limit;
+                self.too_large = ClientBodyError::SizeLimit;
+            }
+        }
+        self
     }
 }
 
@@ -158,7 +179,7 @@ impl Body for RequestBody {
                 if let Some(data) = frame.data_ref() {
                     *this.received += data.len() as u64;
                     if *this.max_size > 0 && *this.received > *this.max_size {
-                        return Poll::Ready(Some(Err(p.fail(ClientBodyError::TooLarge))));
+                        return Poll::Ready(Some(Err(p.fail(*this.too_large))));
                     }
                 }
                 p.touch();

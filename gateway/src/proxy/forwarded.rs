@@ -139,6 +139,17 @@ fn set(
     }
 }
 
+/// The client's address as nginx's realip module makes `$remote_addr`
+/// (what Kong's plugins see): from `real_ip_header` when the connection's
+/// address is trusted, else the connection's (after PROXY protocol).
+pub fn client_ip(headers: &HeaderMap, conn: &ConnectionInfo, forwarding: &Forwarding) -> IpAddr {
+    if conn.trusted {
+        real_ip_from_headers(headers, forwarding).unwrap_or(conn.client)
+    } else {
+        conn.client
+    }
+}
+
 /// nginx realip: the last address of the header, or with `real_ip_recursive`
 /// the last one that is not itself trusted.
 fn real_ip_from_headers(headers: &HeaderMap, forwarding: &Forwarding) -> Option<IpAddr> {

@@ -21,6 +21,7 @@ use hyper::body::Incoming;
 
 use crate::config::Limits;
 use crate::model::Protocol;
+use crate::plugins::{self, RequestState};
 use crate::router::RouteRequest;
 use crate::snapshot::{RouteEntry, ServiceEntry, Snapshot};
 use crate::status::Status;
@@ -117,52 +118,85 @@ async fn proxy(
     if !(if https { route.https } else { route.http }) {
         return protocol_mismatch(route, &req, id);
     }
-    let Some(service) = route.service.as_deref() else {
-        return error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no Service found with those values",
-            id,
+    // The plugins' access phase, then the upstream; the header filter on
+    // whatever answers. A route without plugins skips both on one check.
+    let plugins = &route.plugins;
+    let mut state = RequestState::default();
+    if !plugins.is_empty() {
+        let method = req.method().clone();
+        let client = if plugins.needs_client() {
+            forwarded::client_ip(req.headers(), conn, &shared.forwarding)
+        } else {
+            conn.client
+        };
+        let mut view = plugins::Request {
+            method: &method,
+            uri: &uri,
+            headers: req.headers_mut(),
+            client,
+            https,
+            request_id: id,
+        };
+        if let Some(mut r) = plugins.access(&mut view, &mut state) {
+            plugins.header_filter(&state, r.headers_mut());
+            return r;
+        }
+    }
+    let body_limit = state.body_limit;
+    let mut resp = async {
+        let Some(service) = route.service.as_deref() else {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no Service found with those values",
+                id,
+            );
+        };
+        let Some(upstream_uri) = upstream_path::build(&uri, found.matched_path_len, route, service)
+        else {
+            return error(StatusCode::BAD_REQUEST, "Bad request", id);
+        };
+        let stripped = route
+            .strip_path
+            .then(|| &path[..found.matched_path_len.min(path.len())]);
+        // Only preserve_host needs the client's Host later: the URI's in the
+        // absolute form (RFC 9112 3.2.2) and in HTTP/2, else the Host header.
+        let original_host = match (route.preserve_host, uri.authority()) {
+            (false, _) => None,
+            (true, Some(a)) => HeaderValue::from_str(a.as_str()).ok(),
+            (true, None) => host_header.clone(),
+        };
+
+        let headers = req.headers_mut();
+        strip_hop_by_hop(headers);
+        forwarded::apply(
+            headers,
+            conn,
+            &shared.forwarding,
+            host_without_port(host),
+            path,
+            stripped,
         );
-    };
-    let Some(upstream_uri) = upstream_path::build(&uri, found.matched_path_len, route, service)
-    else {
-        return error(StatusCode::BAD_REQUEST, "Bad request", id);
-    };
-    let stripped = route
-        .strip_path
-        .then(|| &path[..found.matched_path_len.min(path.len())]);
-    // Only preserve_host needs the client's Host later: the URI's in the
-    // absolute form (RFC 9112 3.2.2) and in HTTP/2, else the Host header.
-    let original_host = match (route.preserve_host, uri.authority()) {
-        (false, _) => None,
-        (true, Some(a)) => HeaderValue::from_str(a.as_str()).ok(),
-        (true, None) => host_header.clone(),
-    };
+        headers.insert(&REQUEST_ID, id.clone());
+        *req.uri_mut() = upstream_uri;
+        *req.version_mut() = Version::HTTP_11;
 
-    let headers = req.headers_mut();
-    strip_hop_by_hop(headers);
-    forwarded::apply(
-        headers,
-        conn,
-        &shared.forwarding,
-        host_without_port(host),
-        path,
-        stripped,
-    );
-    headers.insert(&REQUEST_ID, id.clone());
-    *req.uri_mut() = upstream_uri;
-    *req.version_mut() = Version::HTTP_11;
-
-    let (parts, body) = req.into_parts();
-    let progress = (!hyper::body::Body::is_end_stream(&body)).then(Progress::new);
-    let body = RequestBody::new(
-        body,
-        progress.clone(),
-        max_body,
-        shared.limits.client_body_timeout,
-    );
-    let req = Request::from_parts(parts, body);
-    forward(service, req, original_host, progress, id).await
+        let (parts, body) = req.into_parts();
+        let progress = (!hyper::body::Body::is_end_stream(&body)).then(Progress::new);
+        let body = RequestBody::new(
+            body,
+            progress.clone(),
+            max_body,
+            shared.limits.client_body_timeout,
+        )
+        .with_plugin_limit(body_limit);
+        let req = Request::from_parts(parts, body);
+        forward(service, req, original_host, progress, id).await
+    }
+    .await;
+    if !plugins.is_empty() {
+        plugins.header_filter(&state, resp.headers_mut());
+    }
+    resp
 }
 
 /// Sends the request upstream, retrying other targets while nothing was sent.
@@ -325,6 +359,10 @@ fn client_body_error(why: ClientBodyError, id: &HeaderValue) -> Response<ProxyBo
         ClientBodyError::Malformed => (StatusCode::BAD_REQUEST, "Bad request"),
         ClientBodyError::Timeout => (StatusCode::REQUEST_TIMEOUT, "Request timeout"),
         ClientBodyError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "Payload too large"),
+        ClientBodyError::SizeLimit => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            crate::plugins::request_size_limiting::MESSAGE,
+        ),
     };
     closing(error(status, message, id))
 }

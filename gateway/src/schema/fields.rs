@@ -9,7 +9,7 @@ use super::FieldErrors;
 
 pub(super) const REQUIRED: &str = "required field missing";
 
-pub(super) struct Fields {
+pub(crate) struct Fields {
     input: Map<String, Value>,
     pub errors: FieldErrors,
 }
@@ -202,6 +202,40 @@ impl Fields {
         }
     }
 
+    /// A string among `options` (Kong's `one_of`); `default` when unset.
+    pub fn one_of(
+        &mut self,
+        name: &str,
+        options: &[&'static str],
+        default: &'static str,
+    ) -> &'static str {
+        match self.take(name) {
+            None => default,
+            Some(Value::String(s)) => match options.iter().find(|o| **o == s) {
+                Some(o) => o,
+                None => {
+                    self.error(name, format!("expected one of: {}", options.join(", ")));
+                    default
+                }
+            },
+            Some(_) => {
+                self.error(name, "expected a string");
+                default
+            }
+        }
+    }
+
+    /// A number (Kong's `number`: integer or not); `None` when unset.
+    pub fn number(&mut self, name: &str) -> Option<f64> {
+        match self.take(name)? {
+            Value::Number(n) => n.as_f64(),
+            _ => {
+                self.error(name, "expected a number");
+                None
+            }
+        }
+    }
+
     /// A record (JSON object); `None` when unset.
     pub fn record(&mut self, name: &str) -> Option<Map<String, Value>> {
         match self.take(name)? {
@@ -228,7 +262,7 @@ impl Fields {
 }
 
 /// `Some(v)` as a JSON value, null for `None`.
-pub(super) fn opt<T: Into<Value>>(v: Option<T>) -> Value {
+pub(crate) fn opt<T: Into<Value>>(v: Option<T>) -> Value {
     v.map_or(Value::Null, Into::into)
 }
 

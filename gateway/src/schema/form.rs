@@ -76,9 +76,26 @@ pub fn from_form(kind: Kind, body: &[u8]) -> Result<Map<String, Value>, FieldErr
         insert(&mut root, &path, index, value.into_owned())
             .ok_or_else(|| FieldErrors::field(&path[0], "cannot be both a value and a record"))?;
     }
+    // A plugin's config is coerced by its schema when this gateway has it.
+    let plugin = match (kind, root.get("name")) {
+        (Kind::Plugins, Some(Node::Leaf(leaf))) => leaf.values.last().map(|(_, v)| v.clone()),
+        _ => None,
+    };
     let mut out = Map::new();
     for (name, node) in root {
         let v = match (field_type(kind, &name), node) {
+            (Ty::Record, Node::Obj(map)) if name == "config" && plugin.is_some() => {
+                let plugin = plugin.as_deref().unwrap_or_default();
+                Value::Object(
+                    map.into_iter()
+                        .map(|(k, n)| {
+                            let ty = crate::plugins::config_field_type(plugin, &k);
+                            let v = typed(ty.as_deref(), n);
+                            (k, v)
+                        })
+                        .collect(),
+                )
+            }
             (Ty::Record, node) => generic(node),
             (Ty::Headers, Node::Obj(map)) => Value::Object(
                 map.into_iter()
@@ -193,6 +210,35 @@ fn scalar(ty: Ty, leaf: Leaf) -> Value {
         Ty::Int => integer(&v).map_or(Value::String(v), Value::from),
         Ty::Bool => boolean(&v).map_or(Value::String(v), Value::Bool),
         _ => Value::String(v),
+    }
+}
+
+/// A plugin config field by its Kong type; unknown ones are guessed.
+fn typed(ty: Option<&str>, node: Node) -> Value {
+    match (ty, node) {
+        (Some("array" | "set"), node) => strings(node, true),
+        (Some("string"), node @ Node::Leaf(_)) => strings(node, false),
+        (Some(t @ ("integer" | "number" | "boolean")), Node::Leaf(leaf)) => {
+            let (mut values, array) = ordered(leaf);
+            if array || values.len() != 1 {
+                return values.into();
+            }
+            let v = values.pop().unwrap_or_default();
+            let parsed = match t {
+                _ if v.is_empty() => Some(Value::Null),
+                "boolean" => boolean(&v).map(Value::Bool),
+                "integer" => integer(&v).map(Value::from),
+                _ => integer(&v).map(Value::from).or_else(|| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|f| f.is_finite())
+                        .and_then(serde_json::Number::from_f64)
+                        .map(Value::Number)
+                }),
+            };
+            parsed.unwrap_or(Value::String(v))
+        }
+        (_, node) => generic(node),
     }
 }
 

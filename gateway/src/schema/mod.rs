@@ -5,7 +5,7 @@
 mod certificate;
 mod consumer;
 mod errors;
-mod fields;
+pub(crate) mod fields;
 mod form;
 pub mod net;
 mod plugin;
@@ -17,7 +17,7 @@ mod upstream;
 
 use serde_json::{Map, Value};
 
-pub use errors::FieldErrors;
+pub use errors::{FieldErrors, ENTITY};
 pub use form::from_form;
 pub use plugin::BUNDLED_PLUGINS;
 

@@ -1,4 +1,6 @@
-//! Plugins. `config` is stored as given: plugin schemas are not enforced yet.
+//! Plugins. The `config` of a plugin this gateway implements is validated
+//! with its Kong schema ([`crate::plugins::validate_config`]); others are
+//! stored as given.
 
 use serde_json::{Map, Value};
 
@@ -58,14 +60,42 @@ pub(super) fn validate(f: &mut Fields) -> Map<String, Value> {
             );
         }
     }
-    out.insert("name".into(), opt(name));
+    out.insert("name".into(), opt(name.clone()));
     let instance = f.string("instance_name");
     if let Some(n) = &instance {
         check_name(f, "instance_name", n);
     }
     out.insert("instance_name".into(), opt(instance));
-    let config = f.record("config").unwrap_or_default();
+    let mut config = f.record("config").unwrap_or_default();
+    if let Some(n) = name
+        .as_deref()
+        .filter(|n| crate::plugins::priority(n).is_some())
+    {
+        match crate::plugins::validate_config(n, std::mem::take(&mut config)) {
+            Some(Ok(filled)) => config = filled,
+            Some(Err(errors)) => {
+                for (k, v) in errors.0 {
+                    match (k.as_str(), v) {
+                        (super::ENTITY, Value::Array(list)) => {
+                            for m in list {
+                                f.entity_error(m.as_str().unwrap_or_default());
+                            }
+                        }
+                        (_, v) => {
+                            f.errors.0.insert(k, v);
+                        }
+                    }
+                }
+            }
+            None => {}
+        }
+    }
     out.insert("config".into(), Value::Object(config));
+    // An implemented plugin's schema narrows the protocols it runs on.
+    let allowed = name
+        .as_deref()
+        .and_then(crate::plugins::protocols)
+        .unwrap_or(&KONG_PROTOCOLS);
     let protocols = match f.strings("protocols") {
         None => ["grpc", "grpcs", "http", "https"]
             .map(String::from)
@@ -73,10 +103,10 @@ pub(super) fn validate(f: &mut Fields) -> Map<String, Value> {
         Some(list) => {
             if list.is_empty() {
                 f.error("protocols", "length must be at least 1");
-            } else if let Some(p) = list.iter().find(|p| !KONG_PROTOCOLS.contains(&p.as_str())) {
+            } else if let Some(p) = list.iter().find(|p| !allowed.contains(&p.as_str())) {
                 f.error(
                     "protocols",
-                    format!("expected one of: {} (got '{p}')", KONG_PROTOCOLS.join(", ")),
+                    format!("expected one of: {} (got '{p}')", allowed.join(", ")),
                 );
             }
             list

@@ -103,3 +103,30 @@ fn form_then_validate() {
     let e = validate(Kind::Services, b, Write::Create, None, 0).unwrap_err();
     assert_eq!(e, FieldErrors::field("port", "expected an integer"));
 }
+
+#[test]
+fn plugin_configs_are_coerced_by_the_plugin_schema() {
+    // One address is still a list; a message of digits stays a string.
+    let m = from_form(
+        Kind::Plugins,
+        b"name=ip-restriction&config.allow=10.0.0.1&config.message=123&config.status=401",
+    )
+    .unwrap();
+    assert_eq!(
+        Value::Object(m),
+        json!({"name": "ip-restriction",
+               "config": {"allow": ["10.0.0.1"], "message": "123", "status": 401}})
+    );
+    let m = from_form(
+        Kind::Plugins,
+        b"name=cors&config.max_age=1.5&config.credentials=true&config.origins=*",
+    )
+    .unwrap();
+    assert_eq!(
+        m["config"],
+        json!({"max_age": 1.5, "credentials": true, "origins": ["*"]})
+    );
+    // Plugins without a schema here: guessed as before.
+    let m = from_form(Kind::Plugins, b"name=rate-limiting&config.minute=5").unwrap();
+    assert_eq!(m["config"], json!({"minute": 5}));
+}

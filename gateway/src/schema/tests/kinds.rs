@@ -209,7 +209,11 @@ fn outputs_read_back_into_the_model() {
     let c = create(Kind::Consumers, json!({"username": "u"})).unwrap();
     let c: model::Consumer = serde_json::from_value(c).unwrap();
     assert_eq!(c.username.as_deref(), Some("u"));
-    let p = create(Kind::Plugins, json!({"name": "cors", "config": {"a": 1}})).unwrap();
+    let p = create(
+        Kind::Plugins,
+        json!({"name": "rate-limiting", "config": {"a": 1}}),
+    )
+    .unwrap();
     let p: model::Plugin = serde_json::from_value(p).unwrap();
     assert_eq!(p.config, json!({"a": 1}));
     let c = create(Kind::Certificates, json!({"cert": cert, "key": key})).unwrap();

@@ -1,0 +1,710 @@
+//! Unit tests of the plugin framework and plugins: schemas (defaults, Kong's
+//! violations), chain compilation (scopes, precedence, priority) and each
+//! plugin's phases on hand-built requests.
+
+use std::net::IpAddr;
+
+use http::{HeaderMap, HeaderValue, Method, Uri};
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use super::*;
+use crate::model::{Entities, ForeignKey, Plugin};
+use crate::schema::{self, Kind, Write};
+
+const ID: &str = "6f9a1b6e-2c55-4c7c-9a7a-1f0a5b8f0c11";
+
+fn obj(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m,
+        _ => panic!("not an object: {v}"),
+    }
+}
+
+/// A plugin through the Admin API schema.
+fn create(v: Value) -> Result<Value, crate::schema::FieldErrors> {
+    let mut b = obj(v);
+    b.insert("id".into(), ID.into());
+    schema::validate(Kind::Plugins, b, Write::Create, None, 1)
+}
+
+fn config_of(name: &str, config: Value) -> Value {
+    create(json!({"name": name, "config": config})).unwrap()["config"].clone()
+}
+
+fn violation(name: &str, config: Value) -> (Value, String) {
+    let e = create(json!({"name": name, "config": config})).unwrap_err();
+    (Value::Object(e.0.clone()), e.message())
+}
+
+#[test]
+fn defaults_are_filled_like_kong() {
+    assert_eq!(
+        config_of("request-termination", json!({})),
+        json!({"status_code": 503, "message": null, "content_type": null, "body": null,
+               "echo": false, "trigger": null})
+    );
+    assert_eq!(
+        config_of("correlation-id", json!({})),
+        json!({"header_name": "Kong-Request-ID", "generator": "uuid#counter", "echo_downstream": false})
+    );
+    assert_eq!(
+        config_of("request-size-limiting", json!({})),
+        json!({"allowed_payload_size": 128, "size_unit": "megabytes", "require_content_length": false})
+    );
+    assert_eq!(
+        config_of("ip-restriction", json!({"deny": ["10.0.0.0/8"]})),
+        json!({"allow": null, "deny": ["10.0.0.0/8"], "status": null, "message": null})
+    );
+    assert_eq!(
+        config_of("cors", json!({})),
+        json!({"origins": null, "headers": null, "exposed_headers": null,
+               "methods": ["GET", "HEAD", "PUT", "PATCH", "POST", "DELETE", "OPTIONS", "TRACE", "CONNECT"],
+               "max_age": null, "credentials": false, "private_network": false,
+               "preflight_continue": false, "allow_origin_absent": true})
+    );
+}
+
+#[test]
+fn numbers_keep_their_shape() {
+    assert_eq!(
+        config_of("cors", json!({"max_age": 3600}))["max_age"],
+        json!(3600)
+    );
+    assert_eq!(
+        config_of("cors", json!({"max_age": 1.5}))["max_age"],
+        json!(1.5)
+    );
+    let c = config_of("ip-restriction", json!({"allow": ["::1"], "status": 401}));
+    assert_eq!(c["status"], json!(401));
+}
+
+#[test]
+fn unknown_fields_and_bad_values_are_schema_violations() {
+    let (fields, message) = violation("request-termination", json!({"status_code": 700}));
+    assert_eq!(
+        fields,
+        json!({"config": {"status_code": "value should be between 100 and 599"}})
+    );
+    assert_eq!(
+        message,
+        "schema violation (config.status_code: value should be between 100 and 599)"
+    );
+    let (fields, _) = violation("cors", json!({"origin": ["*"]}));
+    assert_eq!(fields, json!({"config": {"origin": "unknown field"}}));
+    let (fields, _) = violation("correlation-id", json!({"generator": "random"}));
+    assert_eq!(
+        fields,
+        json!({"config": {"generator": "expected one of: uuid, uuid#counter, tracker"}})
+    );
+    let (fields, _) = violation("ip-restriction", json!({"allow": ["10.0.0.1", "nope"]}));
+    assert_eq!(
+        fields,
+        json!({"config": {"allow": [null, "invalid ip or cidr range: 'nope'"]}})
+    );
+    let (fields, message) = violation("ip-restriction", json!({}));
+    assert_eq!(
+        fields,
+        json!({"@entity": ["at least one of these fields must be non-empty: 'config.allow', 'config.deny'"]})
+    );
+    assert_eq!(
+        message,
+        "schema violation (at least one of these fields must be non-empty: 'config.allow', 'config.deny')"
+    );
+    let (fields, _) = violation("request-termination", json!({"message": "m", "body": "b"}));
+    assert_eq!(
+        fields,
+        json!({"config": {"@entity": ["message cannot be used with content_type or body"]}})
+    );
+    let (fields, _) = violation("request-size-limiting", json!({"size_unit": "gigabytes"}));
+    assert_eq!(
+        fields,
+        json!({"config": {"size_unit": "expected one of: megabytes, kilobytes, bytes"}})
+    );
+    let (fields, _) = violation("cors", json!({"methods": ["GET", "FETCH"]}));
+    assert_eq!(
+        fields["config"]["methods"][1],
+        "expected one of: GET, HEAD, PUT, PATCH, POST, DELETE, OPTIONS, TRACE, CONNECT"
+    );
+    let (fields, _) = violation("cors", json!({"origins": ["(unclosed"]}));
+    assert_eq!(
+        fields,
+        json!({"config": {"origins": ["'(unclosed' is not a valid regex"]}})
+    );
+    let (fields, _) = violation("correlation-id", json!({"header_name": "bad name"}));
+    assert_eq!(
+        fields["config"]["header_name"],
+        "bad header name 'bad name', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+    );
+}
+
+#[test]
+fn protocols_are_narrowed_by_the_plugin_schema() {
+    let e = create(json!({"name": "cors", "protocols": ["http", "tcp"]})).unwrap_err();
+    assert_eq!(
+        Value::Object(e.0),
+        json!({"protocols": "expected one of: grpc, grpcs, http, https (got 'tcp')"})
+    );
+    let p = create(
+        json!({"name": "ip-restriction", "protocols": ["tcp"], "config": {"allow": ["10.0.0.0/8"]}}),
+    );
+    assert!(p.is_ok(), "{p:?}");
+    // Not implemented here: any Kong protocol.
+    assert!(create(json!({"name": "rate-limiting", "protocols": ["tcp"]})).is_ok());
+}
+
+#[test]
+fn plugins_not_implemented_keep_their_config_as_given() {
+    let c = config_of("rate-limiting", json!({"minute": 5, "whatever": true}));
+    assert_eq!(c, json!({"minute": 5, "whatever": true}));
+}
+
+#[test]
+fn patch_revalidates_the_merged_config() {
+    let old =
+        create(json!({"name": "request-termination", "config": {"status_code": 403}})).unwrap();
+    let body = obj(json!({"id": ID, "config": {"message": "go away"}}));
+    let new = schema::validate(Kind::Plugins, body, Write::Patch, Some(&old), 2).unwrap();
+    assert_eq!(new["config"]["status_code"], 403);
+    assert_eq!(new["config"]["message"], "go away");
+    let body = obj(json!({"id": ID, "config": {"nope": 1}}));
+    let e = schema::validate(Kind::Plugins, body, Write::Patch, Some(&old), 2).unwrap_err();
+    assert_eq!(e.message(), "schema violation (config.nope: unknown field)");
+}
+
+// ---------- chains ----------
+
+fn plugin(name: &str, config: Value, route: Option<Uuid>, service: Option<Uuid>) -> Plugin {
+    let filled = config_of(name, config);
+    Plugin {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        instance_name: None,
+        config: filled,
+        protocols: vec!["http".into(), "https".into()],
+        enabled: true,
+        service: service.map(|id| ForeignKey { id }),
+        route: route.map(|id| ForeignKey { id }),
+        consumer: None,
+        tags: vec![],
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
+fn status_of(chain: &Chain) -> Option<u16> {
+    let mut headers = HeaderMap::new();
+    let mut state = RequestState::default();
+    let uri = Uri::from_static("/");
+    let id = HeaderValue::from_static("id");
+    let mut req = Request {
+        method: &Method::GET,
+        uri: &uri,
+        headers: &mut headers,
+        client: "127.0.0.1".parse().unwrap(),
+        https: false,
+        request_id: &id,
+    };
+    chain
+        .access(&mut req, &mut state)
+        .map(|r| r.status().as_u16())
+}
+
+fn terminate(code: u16, route: Option<Uuid>, service: Option<Uuid>) -> Plugin {
+    plugin(
+        "request-termination",
+        json!({"status_code": code}),
+        route,
+        service,
+    )
+}
+
+#[test]
+fn kong_priorities() {
+    assert_eq!(
+        IMPLEMENTED,
+        &[
+            ("correlation-id", 100_001),
+            ("cors", 2000),
+            ("ip-restriction", 990),
+            ("request-size-limiting", 951),
+            ("request-termination", 2),
+        ]
+    );
+}
+
+#[test]
+fn the_most_specific_instance_wins() {
+    let (route, other_route, service) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let mut e = Entities::default();
+    e.plugins.push(terminate(401, None, None));
+    e.plugins.push(terminate(402, None, Some(service)));
+    e.plugins.push(terminate(403, Some(route), None));
+    e.plugins.push(terminate(404, Some(route), Some(service)));
+    let index = Index::new(&e).unwrap();
+    assert_eq!(status_of(&index.chain(route, Some(service))), Some(404));
+    // route+service needs both.
+    assert_eq!(status_of(&index.chain(route, None)), Some(403));
+    assert_eq!(
+        status_of(&index.chain(other_route, Some(service))),
+        Some(402)
+    );
+    assert_eq!(status_of(&index.chain(other_route, None)), Some(401));
+    // One instance per name, whatever the number that apply.
+    assert_eq!(index.chain(route, Some(service)).len(), 1);
+}
+
+#[test]
+fn chains_run_by_kong_priority_and_skip_disabled_and_consumer_instances() {
+    let route = Uuid::new_v4();
+    let mut e = Entities::default();
+    e.plugins
+        .push(plugin("request-termination", json!({}), None, None));
+    e.plugins.push(plugin(
+        "ip-restriction",
+        json!({"deny": ["0.0.0.0/0"]}),
+        None,
+        None,
+    ));
+    e.plugins.push(plugin("cors", json!({}), None, None));
+    e.plugins
+        .push(plugin("correlation-id", json!({}), None, None));
+    e.plugins
+        .push(plugin("request-size-limiting", json!({}), None, None));
+    let mut disabled = plugin("rate-limiting", json!({}), None, None);
+    disabled.enabled = false;
+    e.plugins.push(disabled);
+    let chain = Index::new(&e).unwrap().chain(route, None);
+    assert!(chain.needs_client());
+    assert_eq!(
+        chain.names().collect::<Vec<_>>(),
+        [
+            "correlation-id",
+            "cors",
+            "ip-restriction",
+            "request-size-limiting",
+            "request-termination"
+        ]
+    );
+    // ip-restriction (990) answers before request-termination (2).
+    assert_eq!(status_of(&chain), Some(403));
+
+    let mut e = Entities::default();
+    let mut off = terminate(418, None, None);
+    off.enabled = false;
+    e.plugins.push(off);
+    let mut consumer = terminate(418, Some(route), None);
+    consumer.consumer = Some(ForeignKey { id: Uuid::new_v4() });
+    e.plugins.push(consumer);
+    let chain = Index::new(&e).unwrap().chain(route, None);
+    assert!(chain.is_empty());
+}
+
+#[test]
+fn a_bad_stored_config_fails_the_build_with_the_plugin_named() {
+    let mut p = terminate(503, None, None);
+    p.config = json!({"status_code": "x"});
+    let e = Entities {
+        plugins: vec![p.clone()],
+        ..Entities::default()
+    };
+    let err = Index::new(&e).err().expect("a compile error").to_string();
+    assert!(err.contains("request-termination"), "{err}");
+    assert!(err.contains(&p.id.to_string()), "{err}");
+    assert!(
+        err.contains("config.status_code: expected an integer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn protocols_limit_where_an_instance_runs() {
+    let route = Uuid::new_v4();
+    let mut p = terminate(403, None, None);
+    p.protocols = vec!["https".into()];
+    let e = Entities {
+        plugins: vec![p],
+        ..Entities::default()
+    };
+    // status_of sends plain http.
+    assert_eq!(status_of(&Index::new(&e).unwrap().chain(route, None)), None);
+}
+
+// ---------- plugins ----------
+
+fn compiled(name: &str, config: Value) -> Instance {
+    compile(&plugin(name, config, None, None)).unwrap().unwrap()
+}
+
+fn one(name: &str, config: Value) -> Chain {
+    let instance = compiled(name, config);
+    Chain {
+        needs_client: matches!(instance.config, Config::IpRestriction(_)),
+        plugins: vec![Arc::new(instance)].into_boxed_slice(),
+    }
+}
+
+struct Run {
+    exit: Option<http::Response<ProxyBody>>,
+    state: RequestState,
+    upstream_headers: HeaderMap,
+}
+
+fn run(chain: &Chain, method: Method, uri: &str, headers: &[(&str, &str)], client: &str) -> Run {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.append(
+            http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    let uri: Uri = uri.parse().unwrap();
+    let id = HeaderValue::from_static("0123");
+    let mut state = RequestState::default();
+    let exit = chain.access(
+        &mut Request {
+            method: &method,
+            uri: &uri,
+            headers: &mut h,
+            client: client.parse::<IpAddr>().unwrap(),
+            https: false,
+            request_id: &id,
+        },
+        &mut state,
+    );
+    Run {
+        exit,
+        state,
+        upstream_headers: h,
+    }
+}
+
+fn body_of(r: http::Response<ProxyBody>) -> Value {
+    match r.into_body() {
+        ProxyBody::Full { data } => {
+            serde_json::from_slice(&data.unwrap_or_default()).unwrap_or(Value::Null)
+        }
+        ProxyBody::Upstream { .. } => panic!("not a local body"),
+    }
+}
+
+#[test]
+fn request_termination_answers_like_kong() {
+    let r = run(
+        &one("request-termination", json!({})),
+        Method::GET,
+        "/",
+        &[],
+        "1.2.3.4",
+    );
+    let exit = r.exit.unwrap();
+    assert_eq!(exit.status(), 503);
+    assert_eq!(body_of(exit), json!({"message": "Service unavailable"}));
+
+    let chain = one(
+        "request-termination",
+        json!({"status_code": 418, "body": "<teapot/>", "content_type": "text/xml"}),
+    );
+    let exit = run(&chain, Method::GET, "/", &[], "1.2.3.4").exit.unwrap();
+    assert_eq!(exit.status(), 418);
+    assert_eq!(exit.headers()["content-type"], "text/xml");
+
+    // With a trigger, only requests carrying it (header or query) end.
+    let chain = one("request-termination", json!({"trigger": "x-stop"}));
+    assert!(run(&chain, Method::GET, "/", &[], "1.2.3.4").exit.is_none());
+    assert!(run(&chain, Method::GET, "/", &[("x-stop", "1")], "1.2.3.4")
+        .exit
+        .is_some());
+    assert!(run(&chain, Method::GET, "/?x-stop", &[], "1.2.3.4")
+        .exit
+        .is_some());
+
+    let chain = one(
+        "request-termination",
+        json!({"echo": true, "status_code": 200}),
+    );
+    let exit = run(&chain, Method::POST, "/p?a=1", &[("x-y", "z")], "1.2.3.4")
+        .exit
+        .unwrap();
+    let j = body_of(exit);
+    assert_eq!(j["request"]["method"], "POST");
+    assert_eq!(j["request"]["path"], "/p");
+    assert_eq!(j["request"]["query"]["a"], "1");
+    assert_eq!(j["request"]["headers"]["x-y"], "z");
+}
+
+#[test]
+fn ip_restriction_deny_wins_over_allow() {
+    let c = compiled(
+        "ip-restriction",
+        json!({"allow": ["10.0.0.0/8"], "deny": ["10.1.0.0/16"]}),
+    );
+    let Config::IpRestriction(c) = &c.config else {
+        panic!()
+    };
+    assert!(!c.blocks("10.2.3.4".parse().unwrap()));
+    assert!(c.blocks("10.1.2.3".parse().unwrap()));
+    assert!(c.blocks("192.168.0.1".parse().unwrap()));
+    // IPv4-mapped addresses from dual-stack sockets compare as IPv4.
+    assert!(!c.blocks("::ffff:10.2.3.4".parse().unwrap()));
+
+    let chain = one(
+        "ip-restriction",
+        json!({"deny": ["1.2.3.4"], "status": 401, "message": "nope"}),
+    );
+    let exit = run(&chain, Method::GET, "/", &[], "1.2.3.4").exit.unwrap();
+    assert_eq!(exit.status(), 401);
+    assert_eq!(
+        body_of(exit),
+        json!({"message": "nope", "request_id": "0123"})
+    );
+    assert!(run(&chain, Method::GET, "/", &[], "1.2.3.5").exit.is_none());
+}
+
+#[test]
+fn request_size_limiting_checks_content_length_or_limits_the_stream() {
+    let chain = one(
+        "request-size-limiting",
+        json!({"allowed_payload_size": 10, "size_unit": "bytes"}),
+    );
+    let exit = run(
+        &chain,
+        Method::POST,
+        "/",
+        &[("content-length", "11")],
+        "1.2.3.4",
+    )
+    .exit
+    .unwrap();
+    assert_eq!(exit.status(), 413);
+    assert_eq!(
+        body_of(exit),
+        json!({"message": "Request size limit exceeded", "request_id": "0123"})
+    );
+    let exit = run(
+        &chain,
+        Method::POST,
+        "/",
+        &[("content-length", "11"), ("expect", "100-continue")],
+        "1.2.3.4",
+    )
+    .exit
+    .unwrap();
+    assert_eq!(exit.status(), 417);
+    let r = run(
+        &chain,
+        Method::POST,
+        "/",
+        &[("content-length", "10")],
+        "1.2.3.4",
+    );
+    assert!(r.exit.is_none());
+    assert_eq!(r.state.body_limit, None);
+    // Chunked: limited while streaming.
+    let r = run(
+        &chain,
+        Method::POST,
+        "/",
+        &[("transfer-encoding", "chunked")],
+        "1.2.3.4",
+    );
+    assert!(r.exit.is_none());
+    assert_eq!(r.state.body_limit, Some(10));
+
+    let chain = one(
+        "request-size-limiting",
+        json!({"allowed_payload_size": 2, "require_content_length": true}),
+    );
+    let exit = run(&chain, Method::POST, "/", &[], "1.2.3.4").exit.unwrap();
+    assert_eq!(exit.status(), 411);
+    let r = run(
+        &chain,
+        Method::POST,
+        "/",
+        &[("content-length", "2097152")],
+        "1.2.3.4",
+    );
+    assert!(r.exit.is_none(), "2 MiB is within 2 megabytes");
+}
+
+#[test]
+fn correlation_id_generates_keeps_and_echoes() {
+    let chain = one(
+        "correlation-id",
+        json!({"generator": "uuid", "echo_downstream": true}),
+    );
+    let r = run(&chain, Method::GET, "/", &[], "1.2.3.4");
+    let sent = r.upstream_headers["kong-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(Uuid::parse_str(&sent).is_ok(), "{sent}");
+    let mut resp = HeaderMap::new();
+    chain.header_filter(&r.state, &mut resp);
+    assert_eq!(resp["kong-request-id"], sent.as_str());
+
+    // A client's id is kept.
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("kong-request-id", "mine")],
+        "1.2.3.4",
+    );
+    assert_eq!(r.upstream_headers["kong-request-id"], "mine");
+
+    let chain = one("correlation-id", json!({"header_name": "X-Trace"}));
+    let a = run(&chain, Method::GET, "/", &[], "1.2.3.4");
+    let b = run(&chain, Method::GET, "/", &[], "1.2.3.4");
+    let (a, b) = (
+        a.upstream_headers["x-trace"].to_str().unwrap().to_string(),
+        b.upstream_headers["x-trace"].to_str().unwrap().to_string(),
+    );
+    let (ua, na) = a.split_once('#').unwrap();
+    let (ub, nb) = b.split_once('#').unwrap();
+    assert_eq!(ua, ub, "one uuid per worker");
+    assert_eq!(nb.parse::<u64>().unwrap(), na.parse::<u64>().unwrap() + 1);
+    // Not echoed by default.
+    let mut resp = HeaderMap::new();
+    chain.header_filter(&RequestState::default(), &mut resp);
+    assert!(resp.is_empty());
+}
+
+#[test]
+fn cors_preflight_and_actual_requests() {
+    let chain = one(
+        "cors",
+        json!({"origins": ["http://a.test", "https://.*\\.b\\.test(:443)?", ".*\\.c\\.test"], "methods": ["GET", "POST"],
+               "headers": ["x-one", "x-two"], "exposed_headers": ["x-out"], "max_age": 3600,
+               "credentials": true}),
+    );
+    let r = run(
+        &chain,
+        Method::OPTIONS,
+        "/",
+        &[
+            ("origin", "http://a.test"),
+            ("access-control-request-method", "POST"),
+        ],
+        "1.2.3.4",
+    );
+    let exit = r.exit.unwrap();
+    assert_eq!(exit.status(), 200);
+    let h = exit.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://a.test");
+    assert_eq!(h["access-control-allow-methods"], "GET,POST");
+    assert_eq!(h["access-control-allow-headers"], "x-one,x-two");
+    assert_eq!(h["access-control-max-age"], "3600");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["vary"], "Origin");
+
+    // An actual request: headers in the header filter, regex origins.
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("origin", "https://x.b.test")],
+        "1.2.3.4",
+    );
+    assert!(r.exit.is_none());
+    let mut resp = HeaderMap::new();
+    chain.header_filter(&r.state, &mut resp);
+    assert_eq!(resp["access-control-allow-origin"], "https://x.b.test");
+    assert_eq!(resp["access-control-expose-headers"], "x-out");
+    assert_eq!(resp["access-control-allow-credentials"], "true");
+    // A regex without `:` matches the origin's host; the default port goes.
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("origin", "http://y.c.test:80")],
+        "1.2.3.4",
+    );
+    let mut resp = HeaderMap::new();
+    chain.header_filter(&r.state, &mut resp);
+    assert_eq!(resp["access-control-allow-origin"], "http://y.c.test");
+
+    // Not an allowed origin: Vary, but no Allow-Origin.
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("origin", "http://evil.test")],
+        "1.2.3.4",
+    );
+    let mut resp = HeaderMap::new();
+    chain.header_filter(&r.state, &mut resp);
+    assert!(resp.get("access-control-allow-origin").is_none());
+    assert_eq!(resp["vary"], "Origin");
+
+    // One plain origin is sent as configured.
+    let chain = one("cors", json!({"origins": ["https://only.test"]}));
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("origin", "http://other.test")],
+        "1.2.3.4",
+    );
+    let mut resp = HeaderMap::new();
+    chain.header_filter(&r.state, &mut resp);
+    assert_eq!(resp["access-control-allow-origin"], "https://only.test");
+
+    // Every origin: `*`, or the origin itself with credentials; the request's
+    // headers are echoed when none are configured.
+    let chain = one("cors", json!({}));
+    let r = run(
+        &chain,
+        Method::OPTIONS,
+        "/",
+        &[
+            ("origin", "http://z.test"),
+            ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "x-asked"),
+        ],
+        "1.2.3.4",
+    );
+    let exit = r.exit.unwrap();
+    assert_eq!(exit.headers()["access-control-allow-origin"], "*");
+    assert_eq!(exit.headers()["access-control-allow-headers"], "x-asked");
+    assert_eq!(
+        exit.headers()["access-control-allow-methods"],
+        "GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT"
+    );
+
+    // preflight_continue: proxied, and the header filter adds nothing.
+    let chain = one("cors", json!({"preflight_continue": true}));
+    let r = run(
+        &chain,
+        Method::OPTIONS,
+        "/",
+        &[
+            ("origin", "http://z.test"),
+            ("access-control-request-method", "GET"),
+        ],
+        "1.2.3.4",
+    );
+    assert!(r.exit.is_none());
+    let mut resp = HeaderMap::new();
+    chain.header_filter(&r.state, &mut resp);
+    assert!(resp.is_empty());
+}
+
+#[test]
+fn schemas_for_implemented_bundled_and_unknown_plugins() {
+    let s = schema_json("cors").unwrap();
+    let config = s["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|f| f.get("config"))
+        .unwrap();
+    assert!(config["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f.get("preflight_continue").is_some()));
+    let s = schema_json("acl").unwrap();
+    assert!(s["fields"].as_array().unwrap().len() > 5);
+    assert!(schema_json("nope").is_none());
+}
