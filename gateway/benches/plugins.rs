@@ -71,6 +71,8 @@ fn bench(c: &mut Criterion) {
                 client: "10.1.2.3".parse().expect("an address"),
                 https: false,
                 request_id: &id,
+                route: uuid::Uuid::nil(),
+                service: None,
             };
             let exit = four.access(&mut req, &mut state);
             let mut resp = HeaderMap::new();

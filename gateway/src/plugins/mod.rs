@@ -375,6 +375,10 @@ pub struct Request<'a> {
     pub client: IpAddr,
     pub https: bool,
     pub request_id: &'a HeaderValue,
+    /// The matched route and its service (rate-limiting's `limit_by`,
+    /// proxy-cache's key).
+    pub route: Uuid,
+    pub service: Option<Uuid>,
 }
 
 /// What plugins leave during `access` for later phases and for the proxy.
@@ -389,6 +393,12 @@ pub struct RequestState {
     /// request-size-limiting's limit in bytes for a body without
     /// Content-Length, enforced while it streams upstream.
     pub body_limit: Option<u64>,
+    /// The consumer an authentication plugin identified (Kong's
+    /// `kong.client.get_consumer()`), or the anonymous consumer: picks the
+    /// consumer-scoped instances and rate-limiting's `limit_by = consumer`.
+    pub consumer: Option<Uuid>,
+    /// The credential it was identified by (`limit_by = credential`).
+    pub credential: Option<Uuid>,
     /// Which instances ran `access` (bit i for the chain's i-th plugin;
     /// chains are short, and 64 plugins is more than Kong bundles per route).
     ran: u64,

@@ -204,6 +204,8 @@ fn status_of(chain: &Chain) -> Option<u16> {
         client: "127.0.0.1".parse().unwrap(),
         https: false,
         request_id: &id,
+        route: uuid::Uuid::nil(),
+        service: None,
     };
     chain
         .access(&mut req, &mut state)
@@ -369,6 +371,8 @@ fn run(chain: &Chain, method: Method, uri: &str, headers: &[(&str, &str)], clien
             client: client.parse::<IpAddr>().unwrap(),
             https: false,
             request_id: &id,
+            route: uuid::Uuid::nil(),
+            service: None,
         },
         &mut state,
     );

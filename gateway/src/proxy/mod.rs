@@ -136,6 +136,8 @@ async fn proxy(
             client,
             https,
             request_id: id,
+            route: route.id,
+            service: route.service.as_ref().map(|s| s.id),
         };
         if let Some(mut r) = plugins.access(&mut view, &mut state) {
             plugins.header_filter(&state, r.headers_mut());
