@@ -39,8 +39,11 @@ type Object = Map<String, Value>;
 struct File {
     #[serde(rename = "_format_version")]
     format_version: String,
+    /// Kong's switch for the schemas' transformations: `false` (as
+    /// `config db_export` writes) means basic-auth passwords are already
+    /// hashed.
     #[serde(rename = "_transform", default)]
-    _transform: Option<bool>,
+    transform: Option<bool>,
     #[serde(default)]
     services: Vec<DService>,
     #[serde(default)]
@@ -55,7 +58,17 @@ struct File {
     plugins: Vec<Object>,
     #[serde(default)]
     certificates: Vec<Object>,
+    #[serde(default)]
+    keyauth_credentials: Vec<Object>,
+    #[serde(default)]
+    basicauth_credentials: Vec<Object>,
+    #[serde(default)]
+    acls: Vec<Object>,
 }
+
+/// The credential kinds, as nested in a consumer or at the top level with a
+/// `consumer` reference.
+const CREDENTIALS: [Kind; 3] = [Kind::KeyauthCredentials, Kind::BasicauthCredentials, Kind::Acls];
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -198,6 +211,10 @@ struct Builder {
     plugin_scopes: HashMap<PluginScope, String>,
     snis: HashMap<String, String>,
     route_locations: HashMap<String, String>,
+    /// A credential's unique value (key, username, consumer+group) -> where.
+    credential_keys: HashMap<(Kind, String), String>,
+    /// Hash basic-auth passwords (`_transform`, true unless set false).
+    hash_passwords: bool,
 }
 
 /// A plugin's name, service, route and consumer.
@@ -277,6 +294,7 @@ impl Builder {
                 ),
             ));
         }
+        self.hash_passwords = file.transform.unwrap_or(true);
         let mut routes = Vec::new();
         let mut plugins = Vec::new();
         for (i, mut s) in file.services.into_iter().enumerate() {
@@ -341,11 +359,23 @@ impl Builder {
             })?;
             self.target(&at, &t, id)?;
         }
+        let mut credentials = Vec::new();
         for (i, mut c) in file.consumers.into_iter().enumerate() {
             let name = c.get("username").and_then(Value::as_str).map(str::to_owned);
             let at = label("consumers", i, name.as_deref());
             let nested_plugins = nested(&at, "plugins", c.remove("plugins"))?;
+            let mut nested_credentials = Vec::new();
+            for kind in CREDENTIALS {
+                let list = nested(&at, kind.name(), c.remove(kind.name()))?;
+                nested_credentials.push((kind, list));
+            }
             let id = self.consumer(&at, i, c)?;
+            for (kind, list) in nested_credentials {
+                for (j, cred) in list.into_iter().enumerate() {
+                    let at = Where(format!("{at}.{}[{j}]", kind.name()));
+                    credentials.push((kind, at, cred, Some(id)));
+                }
+            }
             for (j, p) in nested_plugins.into_iter().enumerate() {
                 plugins.push((
                     Where(format!("{at}.plugins[{j}]")),
@@ -353,6 +383,18 @@ impl Builder {
                     Some(("consumer", id)),
                 ));
             }
+        }
+        for (kind, list) in [
+            (Kind::KeyauthCredentials, file.keyauth_credentials),
+            (Kind::BasicauthCredentials, file.basicauth_credentials),
+            (Kind::Acls, file.acls),
+        ] {
+            for (i, cred) in list.into_iter().enumerate() {
+                credentials.push((kind, label(kind.name(), i, None), cred, None));
+            }
+        }
+        for (kind, at, cred, consumer) in credentials {
+            self.credential(kind, &at, cred, consumer)?;
         }
         for (i, p) in file.plugins.into_iter().enumerate() {
             plugins.push((label("plugins", i, None), p, None));
@@ -503,6 +545,64 @@ impl Builder {
         self.consumer_keys.insert(id.to_string(), id);
         self.out.consumers.push(consumer);
         Ok(id)
+    }
+
+    /// A key-auth or basic-auth credential or an acl group of a consumer.
+    /// basic-auth's password is hashed here, as the Admin API does.
+    fn credential(
+        &mut self,
+        kind: Kind,
+        at: &Where,
+        mut c: Object,
+        consumer: Option<Uuid>,
+    ) -> Result<(), DeclarativeError> {
+        let consumer = match (c.get("consumer").filter(|v| !v.is_null()), consumer) {
+            (Some(_), Some(_)) => {
+                return Err(err(
+                    format!("{at}.consumer"),
+                    "a nested credential already belongs to its consumer",
+                ))
+            }
+            (None, Some(id)) => id,
+            (Some(key), None) => resolve(&self.consumer_keys, at, "consumer", key)?,
+            (None, None) => return Err(err(format!("{at}.consumer"), "required field missing")),
+        };
+        c.insert("consumer".into(), json!({ "id": consumer }));
+        let text = |k: &str| c.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+        let (field, unique) = match kind {
+            Kind::KeyauthCredentials => ("key", text("key")),
+            Kind::BasicauthCredentials => ("username", text("username")),
+            _ => ("group", format!("{consumer}:{}", text("group"))),
+        };
+        let id = id_of(at, &c, || {
+            model::derived_id(kind.name(), &format!("{consumer}:{}", text(field)))
+        })?;
+        if !text(field).is_empty() {
+            if let Some(other) = self.credential_keys.insert((kind, unique), at.0.clone()) {
+                return Err(err(
+                    format!("{at}.{field}"),
+                    format!("`{}` is also used by {other}", text(field)),
+                ));
+            }
+        }
+        match kind {
+            Kind::KeyauthCredentials => {
+                let cred = self.checked(kind, at, c, id)?;
+                self.out.keyauth_credentials.push(cred);
+            }
+            Kind::BasicauthCredentials => {
+                if self.hash_passwords {
+                    schema::hash_password(&mut c, None);
+                }
+                let cred = self.checked(kind, at, c, id)?;
+                self.out.basicauth_credentials.push(cred);
+            }
+            _ => {
+                let cred = self.checked(kind, at, c, id)?;
+                self.out.acls.push(cred);
+            }
+        }
+        Ok(())
     }
 
     fn plugin(

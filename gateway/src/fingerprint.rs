@@ -39,6 +39,9 @@ pub struct Counts {
     pub consumers: usize,
     pub plugins: usize,
     pub certificates: usize,
+    pub keyauth_credentials: usize,
+    pub basicauth_credentials: usize,
+    pub acls: usize,
 }
 
 /// Every entity of every kind, in creation order (the order the hash covers).
@@ -51,6 +54,9 @@ pub struct Listing {
     pub consumers: Vec<Item>,
     pub plugins: Vec<Item>,
     pub certificates: Vec<Item>,
+    pub keyauth_credentials: Vec<Item>,
+    pub basicauth_credentials: Vec<Item>,
+    pub acls: Vec<Item>,
 }
 
 /// One entity, reduced to what identifies it. Every kind has `created_at`
@@ -137,6 +143,9 @@ impl Counts {
             consumers: e.consumers.len(),
             plugins: e.plugins.len(),
             certificates: e.certificates.len(),
+            keyauth_credentials: e.keyauth_credentials.len(),
+            basicauth_credentials: e.basicauth_credentials.len(),
+            acls: e.acls.len(),
         }
     }
 }
@@ -153,6 +162,9 @@ impl Listing {
             consumers,
             plugins,
             certificates,
+            keyauth_credentials,
+            basicauth_credentials,
+            acls,
         } = e;
         let item = |id, name: Option<&String>, created_at, updated_at| Item {
             id,
@@ -192,6 +204,20 @@ impl Listing {
             certificates: certificates
                 .iter()
                 .map(|c| item(c.id, None, c.created_at, c.updated_at))
+                .collect(),
+            // Kong keeps no `updated_at` for credentials: their creation
+            // time stands for both.
+            keyauth_credentials: keyauth_credentials
+                .iter()
+                .map(|c| item(c.id, None, c.created_at, c.created_at))
+                .collect(),
+            basicauth_credentials: basicauth_credentials
+                .iter()
+                .map(|c| item(c.id, Some(&c.username), c.created_at, c.created_at))
+                .collect(),
+            acls: acls
+                .iter()
+                .map(|c| item(c.id, Some(&c.group), c.created_at, c.created_at))
                 .collect(),
         }
     }
@@ -268,7 +294,7 @@ mod tests {
         };
         let plugin = Plugin {
             id: Uuid::from_u128(4),
-            name: "key-auth".into(),
+            name: "jwt".into(),
             instance_name: None,
             config: json!({"key": "plugin-config-secret-1234"}),
             protocols: vec!["http".into()],
@@ -339,7 +365,8 @@ mod tests {
         assert_eq!(
             v["counts"],
             json!({"services": 0, "routes": 0, "upstreams": 0, "targets": 0,
-                   "consumers": 0, "plugins": 0, "certificates": 0})
+                   "consumers": 0, "plugins": 0, "certificates": 0,
+                   "keyauth_credentials": 0, "basicauth_credentials": 0, "acls": 0})
         );
         assert_eq!(v["entities"]["certificates"], json!([]));
         assert_eq!(v["newest_change_at"], Value::Null);
@@ -365,7 +392,7 @@ mod tests {
                     "paths": ["/billing", "/invoices"]}])
         );
         assert_eq!(v["entities"]["consumers"][0]["name"], "alice");
-        assert_eq!(v["entities"]["plugins"][0]["name"], "key-auth");
+        assert_eq!(v["entities"]["plugins"][0]["name"], "jwt");
         assert_eq!(
             v["entities"]["certificates"],
             json!([{"id": Uuid::from_u128(5), "name": null,

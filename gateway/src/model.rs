@@ -152,6 +152,43 @@ pub struct Plugin {
     pub updated_at: i64,
 }
 
+/// key-auth's credential: a consumer's API key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyauthCredential {
+    pub id: Uuid,
+    pub consumer: ForeignKey,
+    pub key: String,
+    #[serde(default)]
+    pub ttl: Option<u64>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    pub created_at: i64,
+}
+
+/// basic-auth's credential. `password` is the stored hash
+/// ([`crate::schema::password_hash`]), never the password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BasicauthCredential {
+    pub id: Uuid,
+    pub consumer: ForeignKey,
+    pub username: String,
+    pub password: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    pub created_at: i64,
+}
+
+/// acl's group membership of a consumer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acl {
+    pub id: Uuid,
+    pub consumer: ForeignKey,
+    pub group: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub tags: Vec<String>,
+    pub created_at: i64,
+}
+
 /// A certificate and its key in PEM, with the SNIs it serves.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Certificate {
@@ -184,6 +221,14 @@ pub struct Entities {
     pub plugins: Vec<Plugin>,
     #[serde(default)]
     pub certificates: Vec<Certificate>,
+    // Left out when empty, so the configuration hash of a set of entities
+    // without credentials is what it was before they existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keyauth_credentials: Vec<KeyauthCredential>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub basicauth_credentials: Vec<BasicauthCredential>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub acls: Vec<Acl>,
 }
 
 /// Kong outputs null for unset lists and maps; read it as empty.

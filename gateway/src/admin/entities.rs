@@ -137,6 +137,7 @@ fn nesting(parent: Kind, child: Kind) -> Option<&'static str> {
         (Kind::Services, Kind::Routes | Kind::Plugins) => Some("service"),
         (Kind::Routes, Kind::Plugins) => Some("route"),
         (Kind::Consumers, Kind::Plugins) => Some("consumer"),
+        (Kind::Consumers, k) if k.is_credential() => Some("consumer"),
         (Kind::Upstreams, Kind::Targets) => Some("upstream"),
         _ => None,
     }
@@ -149,7 +150,7 @@ async fn resolve_parent(
     kind: &str,
 ) -> Result<(Kind, Parent), Response> {
     let not_found = || message(StatusCode::NOT_FOUND, "Not found");
-    let (Some(pk), Some(kind)) = (Kind::parse(parent), Kind::parse(kind)) else {
+    let (Some(pk), Some(kind)) = (Kind::parse(parent), Kind::parse_nested(kind)) else {
         return Err(not_found());
     };
     let field = nesting(pk, kind).ok_or_else(not_found)?;

@@ -39,7 +39,7 @@ pub fn export(entities: &Entities) -> String {
         Value::Array(out.collect())
     }
     let e = entities;
-    let doc = json!({
+    let mut doc = json!({
         "_format_version": "3.0",
         "services": list(&e.services, &[]),
         "routes": list(&e.routes, &["service"]),
@@ -49,5 +49,21 @@ pub fn export(entities: &Entities) -> String {
         "plugins": list(&e.plugins, &["service", "route", "consumer"]),
         "certificates": list(&e.certificates, &[]),
     });
+    // Credentials only when there are some, so a file without them reads as
+    // before; basic-auth passwords are the stored hashes, which Kong's
+    // `_transform: false` says.
+    let credentials = [
+        ("keyauth_credentials", list(&e.keyauth_credentials, &["consumer"])),
+        ("basicauth_credentials", list(&e.basicauth_credentials, &["consumer"])),
+        ("acls", list(&e.acls, &["consumer"])),
+    ];
+    for (key, value) in credentials {
+        if value.as_array().is_some_and(|a| !a.is_empty()) {
+            doc[key] = value;
+        }
+    }
+    if !e.basicauth_credentials.is_empty() {
+        doc["_transform"] = json!(false);
+    }
     serde_yaml_ng::to_string(&doc).unwrap_or_default()
 }

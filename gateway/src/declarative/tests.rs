@@ -220,7 +220,7 @@ fn consumers_and_plugins_load() {
 fn new_kinds_errors_point_to_entity_and_field() {
     let base = "_format_version: \"3.0\"\n";
     let e = error_of(&format!(
-        "{base}plugins:\n- name: cors\n- name: acl\n- name: jwt\n  config: 5\n"
+        "{base}plugins:\n- name: cors\n- name: datadog\n- name: jwt\n  config: 5\n"
     ));
     assert_eq!(e, "plugins[2].config: expected a record");
     // An implemented plugin's config is checked with its schema.

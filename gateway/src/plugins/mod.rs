@@ -39,9 +39,13 @@
 //!   of its fields, used both there and when compiling. Plugins not implemented
 //!   here keep their config as given and do not run.
 
+pub mod acl;
+pub mod basic_auth;
+pub mod consumers;
 pub mod correlation_id;
 pub mod cors;
 pub mod ip_restriction;
+pub mod key_auth;
 pub mod request_size_limiting;
 pub mod request_termination;
 #[cfg(test)]
@@ -62,9 +66,12 @@ use crate::schema::FieldErrors;
 
 /// The plugins this gateway runs, with Kong 3.x's `PRIORITY` (higher first).
 pub const IMPLEMENTED: &[(&str, u32)] = &[
+    ("acl", acl::PRIORITY),
+    ("basic-auth", basic_auth::PRIORITY),
     ("correlation-id", correlation_id::PRIORITY),
     ("cors", cors::PRIORITY),
     ("ip-restriction", ip_restriction::PRIORITY),
+    ("key-auth", key_auth::PRIORITY),
     ("request-size-limiting", request_size_limiting::PRIORITY),
     ("request-termination", request_termination::PRIORITY),
 ];
@@ -72,9 +79,12 @@ pub const IMPLEMENTED: &[(&str, u32)] = &[
 /// A plugin's typed configuration, as compiled for the request path.
 #[derive(Debug)]
 pub enum Config {
+    Acl(acl::Config),
+    BasicAuth(basic_auth::Config),
     CorrelationId(correlation_id::Config),
     Cors(cors::Config),
     IpRestriction(ip_restriction::Config),
+    KeyAuth(key_auth::Config),
     RequestSizeLimiting(request_size_limiting::Config),
     RequestTermination(request_termination::Config),
 }
@@ -84,6 +94,18 @@ pub enum Config {
 /// is not implemented.
 fn parse(name: &str, f: &mut Fields) -> Option<(Config, Map<String, Value>)> {
     Some(match name {
+        "acl" => {
+            let (c, out) = acl::parse(f);
+            (Config::Acl(c), out)
+        }
+        "basic-auth" => {
+            let (c, out) = basic_auth::parse(f);
+            (Config::BasicAuth(c), out)
+        }
+        "key-auth" => {
+            let (c, out) = key_auth::parse(f);
+            (Config::KeyAuth(c), out)
+        }
         "correlation-id" => {
             let (c, out) = correlation_id::parse(f);
             (Config::CorrelationId(c), out)
@@ -174,6 +196,9 @@ pub fn schema_json(name: &str) -> Option<Value> {
         return None;
     }
     let config_fields = match name {
+        "acl" => acl::schema(),
+        "basic-auth" => basic_auth::schema(),
+        "key-auth" => key_auth::schema(),
         "correlation-id" => correlation_id::schema(),
         "cors" => cors::schema(),
         "ip-restriction" => ip_restriction::schema(),
@@ -242,21 +267,35 @@ pub struct Instance {
     pub config: Config,
 }
 
-/// How specific an instance's scope is; higher wins (Kong's order).
+/// How specific an instance's scope is; higher wins (Kong's order:
+/// consumer+route+service, consumer+route, consumer+service, route+service,
+/// consumer, route, service, global).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Specificity {
     Global = 0,
     Service = 1,
     Route = 2,
-    // Consumer = 3, ConsumerService = 5, ConsumerRoute = 6,
-    // ConsumerRouteService = 7: see the module doc's hook.
+    Consumer = 3,
     RouteService = 4,
+    ConsumerService = 5,
+    ConsumerRoute = 6,
+    ConsumerRouteService = 7,
+}
+
+/// One compiled instance and its scope.
+struct Scoped {
+    instance: Arc<Instance>,
+    route: Option<Uuid>,
+    service: Option<Uuid>,
+    consumer: Option<Uuid>,
 }
 
 /// Every enabled, implemented plugin of a set of entities, compiled once and
-/// shared by the chains of all routes it applies to.
+/// shared by the chains of all routes it applies to, with the consumers and
+/// credentials the authentication plugins read.
 pub struct Index {
-    compiled: Vec<(Arc<Instance>, Option<Uuid>, Option<Uuid>)>,
+    compiled: Vec<Scoped>,
+    directory: Arc<consumers::Directory>,
 }
 
 impl Index {
@@ -266,55 +305,121 @@ impl Index {
     pub fn new(entities: &Entities) -> Result<Index, CompileError> {
         let mut compiled = Vec::new();
         for p in entities.plugins.iter().filter(|p| p.enabled) {
-            // Consumer-scoped instances wait for authentication plugins.
-            if p.consumer.is_some() {
-                continue;
-            }
             let Some(instance) = compile(p)? else {
                 continue;
             };
-            compiled.push((
-                Arc::new(instance),
-                p.route.map(|r| r.id),
-                p.service.map(|s| s.id),
-            ));
+            compiled.push(Scoped {
+                instance: Arc::new(instance),
+                route: p.route.map(|r| r.id),
+                service: p.service.map(|s| s.id),
+                consumer: p.consumer.map(|c| c.id),
+            });
         }
-        Ok(Index { compiled })
+        let directory = Arc::new(consumers::Directory::new(entities));
+        Ok(Index {
+            compiled,
+            directory,
+        })
     }
 
     /// The chain of a route (of `service`, if it has one): per plugin name the
-    /// most specific instance, sorted by priority, highest first.
+    /// most specific instance without a consumer, and the consumer-scoped
+    /// candidates that may override it once a consumer is known; sorted by
+    /// priority, highest first.
     pub fn chain(&self, route: Uuid, service: Option<Uuid>) -> Chain {
         if self.compiled.is_empty() {
             return Chain::default();
         }
-        let mut best: HashMap<&str, (Specificity, &Arc<Instance>)> = HashMap::new();
-        for (instance, r, s) in &self.compiled {
-            let specificity = match (r, s) {
-                (Some(r), Some(s)) if *r == route && Some(*s) == service => {
-                    Specificity::RouteService
-                }
-                (Some(r), None) if *r == route => Specificity::Route,
-                (None, Some(s)) if Some(*s) == service => Specificity::Service,
-                (None, None) => Specificity::Global,
-                _ => continue,
+        let mut slots: HashMap<&str, Slot> = HashMap::new();
+        for p in &self.compiled {
+            let on_route = match p.route {
+                Some(r) if r != route => continue,
+                r => r.is_some(),
             };
-            let slot = best.entry(instance.name).or_insert((specificity, instance));
-            if specificity > slot.0 {
-                *slot = (specificity, instance);
+            let on_service = match p.service {
+                Some(s) if Some(s) != service => continue,
+                s => s.is_some(),
+            };
+            let specificity = match (p.consumer.is_some(), on_route, on_service) {
+                (false, false, false) => Specificity::Global,
+                (false, false, true) => Specificity::Service,
+                (false, true, false) => Specificity::Route,
+                (false, true, true) => Specificity::RouteService,
+                (true, false, false) => Specificity::Consumer,
+                (true, false, true) => Specificity::ConsumerService,
+                (true, true, false) => Specificity::ConsumerRoute,
+                (true, true, true) => Specificity::ConsumerRouteService,
+            };
+            let slot = slots.entry(p.instance.name).or_insert_with(|| Slot {
+                priority: p.instance.priority,
+                name: p.instance.name,
+                default: None,
+                by_consumer: Vec::new().into_boxed_slice(),
+            });
+            match p.consumer {
+                Some(c) => {
+                    let mut list = std::mem::take(&mut slot.by_consumer).into_vec();
+                    list.push((c, specificity, p.instance.clone()));
+                    slot.by_consumer = list.into_boxed_slice();
+                }
+                None => {
+                    if slot.default.as_ref().is_none_or(|(s, _)| specificity > *s) {
+                        slot.default = Some((specificity, p.instance.clone()));
+                    }
+                }
             }
         }
-        let mut list: Vec<Arc<Instance>> = best.into_values().map(|(_, i)| i.clone()).collect();
-        // Ties cannot happen between names (one instance per name), but keep
-        // the order stable across builds: by priority, then name.
+        let mut list: Vec<Slot> = slots.into_values().collect();
+        for slot in &mut list {
+            // Most specific first, so the first match wins.
+            slot.by_consumer.sort_by(|a, b| b.1.cmp(&a.1));
+        }
+        // One slot per name; keep the order stable across builds: by
+        // priority, then name.
         list.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(b.name)));
-        let needs_client = list
-            .iter()
-            .any(|p| matches!(p.config, Config::IpRestriction(_)));
+        let instances = || {
+            list.iter()
+                .flat_map(|s| s.default.iter().map(|(_, i)| i).chain(s.by_consumer.iter().map(|(_, _, i)| i)))
+        };
+        let needs_client = instances().any(|p| matches!(p.config, Config::IpRestriction(_)));
+        let needs_directory = instances().any(|p| {
+            matches!(
+                p.config,
+                Config::KeyAuth(_) | Config::BasicAuth(_) | Config::Acl(_)
+            )
+        });
         Chain {
-            plugins: list.into_boxed_slice(),
+            directory: needs_directory.then(|| self.directory.clone()),
+            slots: list.into_boxed_slice(),
             needs_client,
         }
+    }
+}
+
+/// One plugin name's instances for a route.
+#[derive(Debug)]
+struct Slot {
+    priority: u32,
+    name: &'static str,
+    /// The most specific instance without a consumer.
+    default: Option<(Specificity, Arc<Instance>)>,
+    /// Instances scoped to a consumer, most specific first; empty (and no
+    /// cost) unless a consumer has this plugin.
+    by_consumer: Box<[(Uuid, Specificity, Arc<Instance>)]>,
+}
+
+impl Slot {
+    /// Kong's precedence for the request's consumer, if any.
+    fn resolve(&self, consumer: Option<Uuid>) -> Option<&Arc<Instance>> {
+        if let Some(c) = consumer {
+            let floor = self.default.as_ref().map(|(s, _)| *s);
+            for (id, specificity, instance) in self.by_consumer.iter() {
+                if *id == c && floor.is_none_or(|f| *specificity > f) {
+                    return Some(instance);
+                }
+            }
+        }
+        self.default.as_ref().map(|(_, i)| i)
     }
 }
 
@@ -360,9 +465,11 @@ pub fn compile(p: &Plugin) -> Result<Option<Instance>, CompileError> {
 /// The plugins of one route, highest priority first.
 #[derive(Debug, Default)]
 pub struct Chain {
-    plugins: Box<[Arc<Instance>]>,
+    slots: Box<[Slot]>,
     /// A plugin reads the client address: worth working out the real one.
     needs_client: bool,
+    /// The snapshot's consumers, for a chain with auth or acl plugins.
+    directory: Option<Arc<consumers::Directory>>,
 }
 
 /// What the access phase sees of a request.
@@ -397,16 +504,24 @@ pub struct RequestState {
     /// `kong.client.get_consumer()`), or the anonymous consumer: picks the
     /// consumer-scoped instances and rate-limiting's `limit_by = consumer`.
     pub consumer: Option<Uuid>,
-    /// The credential it was identified by (`limit_by = credential`).
+    /// The credential it was identified by (`limit_by = credential`); none
+    /// for the anonymous consumer.
     pub credential: Option<Uuid>,
-    /// Which instances ran `access` (bit i for the chain's i-th plugin;
+    /// The request's URI as a plugin rewrote it (key-auth's
+    /// `hide_credentials` in the query string); the upstream's is built
+    /// from it.
+    pub uri: Option<Uri>,
+    /// Which slots ran `access` (bit i for the chain's i-th plugin name;
     /// chains are short, and 64 plugins is more than Kong bundles per route).
     ran: u64,
+    /// Which of them were resolved with a consumer known, so the header
+    /// filter runs the same instance.
+    with_consumer: u64,
 }
 
 impl Chain {
     pub fn is_empty(&self) -> bool {
-        self.plugins.is_empty()
+        self.slots.is_empty()
     }
 
     /// Whether a plugin reads [`Request::client`]; when none does, the
@@ -415,37 +530,55 @@ impl Chain {
         self.needs_client
     }
 
+    /// How many plugin names the chain has.
     pub fn len(&self) -> usize {
-        self.plugins.len()
+        self.slots.len()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
-        self.plugins.iter().map(|p| p.name)
+        self.slots.iter().map(|s| s.name)
     }
 
-    pub fn instances(&self) -> &[Arc<Instance>] {
-        &self.plugins
+    /// The instance of each plugin name that runs for a request without a
+    /// consumer.
+    pub fn instances(&self) -> impl Iterator<Item = &Arc<Instance>> + '_ {
+        self.slots.iter().filter_map(|s| s.resolve(None))
     }
 
     /// Runs the access phase in priority order; a plugin's response ends the
-    /// request and the plugins after it do not run.
+    /// request and the plugins after it do not run. Each plugin name's
+    /// instance is picked when its turn comes, so a consumer identified by
+    /// an authentication plugin selects the consumer-scoped instances of
+    /// the plugins after it.
     pub fn access(
         &self,
         req: &mut Request<'_>,
         state: &mut RequestState,
     ) -> Option<Response<ProxyBody>> {
-        for (i, p) in self.plugins.iter().enumerate() {
+        let empty = consumers::Directory::default();
+        let directory = self.directory.as_deref().unwrap_or(&empty);
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(p) = slot.resolve(state.consumer) else {
+                continue;
+            };
             if !(if req.https { p.https } else { p.http }) {
                 continue;
             }
-            state.ran |= 1u64 << (i % 64);
+            let bit = 1u64 << (i % 64);
+            state.ran |= bit;
+            if state.consumer.is_some() {
+                state.with_consumer |= bit;
+            }
             let exit = match &p.config {
+                Config::Acl(c) => acl::access(c, directory, req, state),
+                Config::BasicAuth(c) => basic_auth::access(c, directory, req, state),
                 Config::CorrelationId(c) => {
                     correlation_id::access(c, req, state);
                     None
                 }
                 Config::Cors(c) => cors::access(c, req, state),
                 Config::IpRestriction(c) => ip_restriction::access(c, req),
+                Config::KeyAuth(c) => key_auth::access(c, directory, req, state),
                 Config::RequestSizeLimiting(c) => request_size_limiting::access(c, req, state),
                 Config::RequestTermination(c) => request_termination::access(c, req),
             };
@@ -458,17 +591,51 @@ impl Chain {
 
     /// Runs the header filter of every plugin whose access phase ran.
     pub fn header_filter(&self, state: &RequestState, headers: &mut HeaderMap) {
-        for (i, p) in self.plugins.iter().enumerate() {
-            if state.ran & (1u64 << (i % 64)) == 0 {
+        for (i, slot) in self.slots.iter().enumerate() {
+            let bit = 1u64 << (i % 64);
+            if state.ran & bit == 0 {
                 continue;
             }
+            let consumer = (state.with_consumer & bit != 0).then_some(state.consumer).flatten();
+            let Some(p) = slot.resolve(consumer) else {
+                continue;
+            };
             match &p.config {
                 Config::CorrelationId(c) => correlation_id::header_filter(c, state, headers),
                 Config::Cors(c) => cors::header_filter(c, state, headers),
-                Config::IpRestriction(_)
+                Config::Acl(_)
+                | Config::BasicAuth(_)
+                | Config::IpRestriction(_)
+                | Config::KeyAuth(_)
                 | Config::RequestSizeLimiting(_)
                 | Config::RequestTermination(_) => {}
             }
+        }
+    }
+}
+
+/// Kong's `anonymous` fallback of an authentication plugin: the request goes
+/// on as that consumer, marked `X-Anonymous-Consumer: true`. A configured
+/// anonymous consumer that does not exist is a configuration error Kong
+/// answers with 500.
+pub(crate) fn anonymous(
+    directory: &consumers::Directory,
+    key: &str,
+    req: &mut Request<'_>,
+    state: &mut RequestState,
+) -> Option<Response<ProxyBody>> {
+    match directory.anonymous(key) {
+        Some(c) => {
+            consumers::set_consumer(req.headers, c, None);
+            state.consumer = Some(c.id);
+            None
+        }
+        None => {
+            tracing::error!(
+                request_id = ?req.request_id,
+                "anonymous consumer {key} is configured but doesn't exist: create it or change the plugin's `anonymous`"
+            );
+            Some(error(500, "An unexpected error occurred", req.request_id))
         }
     }
 }

@@ -226,9 +226,12 @@ fn kong_priorities() {
     assert_eq!(
         IMPLEMENTED,
         &[
+            ("acl", 950),
+            ("basic-auth", 1100),
             ("correlation-id", 100_001),
             ("cors", 2000),
             ("ip-restriction", 990),
+            ("key-auth", 1250),
             ("request-size-limiting", 951),
             ("request-termination", 2),
         ]
@@ -299,7 +302,11 @@ fn chains_run_by_kong_priority_and_skip_disabled_and_consumer_instances() {
     consumer.consumer = Some(ForeignKey { id: Uuid::new_v4() });
     e.plugins.push(consumer);
     let chain = Index::new(&e).unwrap().chain(route, None);
-    assert!(chain.is_empty());
+    // The consumer's instance waits for its consumer: a request without one
+    // runs nothing.
+    assert_eq!(chain.len(), 1);
+    assert_eq!(chain.instances().count(), 0);
+    assert_eq!(status_of(&chain), None);
 }
 
 #[test]
@@ -339,11 +346,11 @@ fn compiled(name: &str, config: Value) -> Instance {
 }
 
 fn one(name: &str, config: Value) -> Chain {
-    let instance = compiled(name, config);
-    Chain {
-        needs_client: matches!(instance.config, Config::IpRestriction(_)),
-        plugins: vec![Arc::new(instance)].into_boxed_slice(),
-    }
+    let e = Entities {
+        plugins: vec![plugin(name, config, None, None)],
+        ..Entities::default()
+    };
+    Index::new(&e).unwrap().chain(Uuid::nil(), None)
 }
 
 struct Run {
@@ -711,4 +718,281 @@ fn schemas_for_implemented_bundled_and_unknown_plugins() {
     let s = schema_json("acl").unwrap();
     assert!(s["fields"].as_array().unwrap().len() > 5);
     assert!(schema_json("nope").is_none());
+}
+
+// ---------- authentication, acl and consumer scopes ----------
+
+const ALICE: Uuid = Uuid::from_u128(0xa11ce);
+const BOB: Uuid = Uuid::from_u128(0xb0b);
+const ANON: Uuid = Uuid::from_u128(0xa707);
+
+/// alice (key `alice-key`, basic alice:secret, group admins), bob (key
+/// `bob-key`, no groups) and an anonymous consumer.
+fn people() -> Entities {
+    use crate::model::{Acl, BasicauthCredential, Consumer, KeyauthCredential};
+    let consumer = |id, name: &str| Consumer {
+        id,
+        username: Some(name.into()),
+        custom_id: None,
+        tags: vec![],
+        created_at: 1,
+        updated_at: 1,
+    };
+    let key = |n: u128, c: Uuid, k: &str| KeyauthCredential {
+        id: Uuid::from_u128(n),
+        consumer: ForeignKey { id: c },
+        key: k.into(),
+        ttl: None,
+        tags: vec![],
+        created_at: 1,
+    };
+    Entities {
+        consumers: vec![consumer(ALICE, "alice"), consumer(BOB, "bob"), consumer(ANON, "anonymous")],
+        keyauth_credentials: vec![key(1, ALICE, "alice-key"), key(2, BOB, "bob-key")],
+        basicauth_credentials: vec![BasicauthCredential {
+            id: Uuid::from_u128(3),
+            consumer: ForeignKey { id: ALICE },
+            username: "alice".into(),
+            password: schema::password_hash("secret", &ALICE.to_string()),
+            tags: vec![],
+            created_at: 1,
+        }],
+        acls: vec![Acl {
+            id: Uuid::from_u128(4),
+            consumer: ForeignKey { id: ALICE },
+            group: "admins".into(),
+            tags: vec![],
+            created_at: 1,
+        }],
+        ..Entities::default()
+    }
+}
+
+fn chain_of(mut e: Entities, plugins: Vec<Plugin>, route: Uuid) -> Chain {
+    e.plugins = plugins;
+    Index::new(&e).unwrap().chain(route, None)
+}
+
+fn header<'a>(r: &'a Run, name: &str) -> Option<&'a str> {
+    r.upstream_headers.get(name).map(|v| v.to_str().unwrap())
+}
+
+#[test]
+fn key_auth_identifies_the_consumer_or_answers_401() {
+    let chain = chain_of(people(), vec![plugin("key-auth", json!({}), None, None)], Uuid::nil());
+    let r = run(&chain, Method::GET, "/", &[], "10.0.0.1");
+    let exit = r.exit.expect("401 without a key");
+    assert_eq!(exit.status(), 401);
+    assert_eq!(exit.headers()["www-authenticate"], "Key");
+    assert_eq!(body_of(exit)["message"], "No API key found in request");
+
+    let r = run(&chain, Method::GET, "/", &[("apikey", "nope")], "10.0.0.1");
+    let exit = r.exit.expect("401 with a wrong key");
+    assert_eq!(body_of(exit)["message"], "Unauthorized");
+
+    // A client cannot name itself a consumer: its header is replaced.
+    let r = run(
+        &chain,
+        Method::GET,
+        "/?apikey=alice-key",
+        &[("x-consumer-username", "root"), ("x-anonymous-consumer", "true")],
+        "10.0.0.1",
+    );
+    assert!(r.exit.is_none());
+    assert_eq!(r.state.consumer, Some(ALICE));
+    assert_eq!(header(&r, "x-consumer-id"), Some(ALICE.to_string().as_str()));
+    assert_eq!(header(&r, "x-consumer-username"), Some("alice"));
+    assert_eq!(
+        header(&r, "x-credential-identifier"),
+        Some(Uuid::from_u128(1).to_string().as_str())
+    );
+    assert_eq!(header(&r, "x-anonymous-consumer"), None);
+    assert_eq!(r.state.uri, None, "the key stays unless hide_credentials");
+
+    let r = run(&chain, Method::GET, "/", &[("apikey", "a"), ("apikey", "b")], "10.0.0.1");
+    assert_eq!(body_of(r.exit.unwrap())["message"], "Duplicate API key found");
+}
+
+#[test]
+fn key_auth_hides_credentials_and_honours_key_names_and_sources() {
+    let config = json!({"hide_credentials": true, "key_names": ["x-key", "k"], "realm": "gw"});
+    let chain = chain_of(people(), vec![plugin("key-auth", config, None, None)], Uuid::nil());
+    let r = run(&chain, Method::GET, "/p?a=1&k=bob-key&b=2", &[], "10.0.0.1");
+    assert!(r.exit.is_none());
+    assert_eq!(r.state.consumer, Some(BOB));
+    assert_eq!(r.state.uri.unwrap().to_string(), "/p?a=1&b=2");
+    let r = run(&chain, Method::GET, "/p", &[("x-key", "bob-key")], "10.0.0.1");
+    assert!(r.exit.is_none());
+    assert_eq!(header(&r, "x-key"), None);
+    let r = run(&chain, Method::GET, "/p", &[], "10.0.0.1");
+    assert_eq!(r.exit.unwrap().headers()["www-authenticate"], "Key realm=\"gw\"");
+
+    let config = json!({"key_in_query": false});
+    let chain = chain_of(people(), vec![plugin("key-auth", config, None, None)], Uuid::nil());
+    let r = run(&chain, Method::GET, "/?apikey=bob-key", &[], "10.0.0.1");
+    assert_eq!(r.exit.unwrap().status(), 401);
+    let config = json!({"run_on_preflight": false});
+    let chain = chain_of(people(), vec![plugin("key-auth", config, None, None)], Uuid::nil());
+    assert!(run(&chain, Method::OPTIONS, "/", &[], "10.0.0.1").exit.is_none());
+}
+
+#[test]
+fn basic_auth_checks_the_password_against_its_hash() {
+    use base64::Engine;
+    let chain = chain_of(people(), vec![plugin("basic-auth", json!({}), None, None)], Uuid::nil());
+    let basic = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+    let r = run(&chain, Method::GET, "/", &[], "10.0.0.1");
+    let exit = r.exit.unwrap();
+    assert_eq!(exit.status(), 401);
+    assert_eq!(exit.headers()["www-authenticate"], "Basic realm=\"service\"");
+    for wrong in ["alice:nope", "alice:", "eve:secret", "alicesecret"] {
+        let r = run(&chain, Method::GET, "/", &[("authorization", &basic(wrong))], "10.0.0.1");
+        assert_eq!(r.exit.map(|e| e.status()), Some(http::StatusCode::UNAUTHORIZED), "{wrong}");
+    }
+    let r = run(&chain, Method::GET, "/", &[("authorization", &basic("alice:secret"))], "10.0.0.1");
+    assert!(r.exit.is_none());
+    assert_eq!(r.state.consumer, Some(ALICE));
+    assert_eq!(header(&r, "x-credential-identifier"), Some("alice"));
+    assert!(header(&r, "authorization").is_some(), "kept unless hide_credentials");
+}
+
+#[test]
+fn anonymous_lets_requests_through_as_that_consumer() {
+    let plugins = vec![
+        plugin("key-auth", json!({"anonymous": "anonymous"}), None, None),
+        plugin("basic-auth", json!({"anonymous": ANON.to_string()}), None, None),
+    ];
+    let chain = chain_of(people(), plugins, Uuid::nil());
+    let r = run(&chain, Method::GET, "/", &[], "10.0.0.1");
+    assert!(r.exit.is_none());
+    assert_eq!(r.state.consumer, Some(ANON));
+    assert_eq!(header(&r, "x-anonymous-consumer"), Some("true"));
+    assert_eq!(header(&r, "x-consumer-username"), Some("anonymous"));
+    // Either credential gets in: basic-auth does not undo key-auth's consumer.
+    let r = run(&chain, Method::GET, "/", &[("apikey", "bob-key")], "10.0.0.1");
+    assert_eq!(r.state.consumer, Some(BOB));
+    assert_eq!(header(&r, "x-anonymous-consumer"), None);
+
+    let chain = chain_of(
+        people(),
+        vec![plugin("key-auth", json!({"anonymous": "ghost"}), None, None)],
+        Uuid::nil(),
+    );
+    let r = run(&chain, Method::GET, "/", &[], "10.0.0.1");
+    assert_eq!(r.exit.unwrap().status(), 500);
+}
+
+#[test]
+fn acl_allows_and_denies_by_group() {
+    let allow = vec![
+        plugin("key-auth", json!({}), None, None),
+        plugin("acl", json!({"allow": ["admins"]}), None, None),
+    ];
+    let chain = chain_of(people(), allow, Uuid::nil());
+    let r = run(&chain, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1");
+    assert!(r.exit.is_none());
+    assert_eq!(header(&r, "x-consumer-groups"), Some("admins"));
+    let r = run(&chain, Method::GET, "/", &[("apikey", "bob-key")], "10.0.0.1");
+    let exit = r.exit.unwrap();
+    assert_eq!(exit.status(), 403);
+    assert_eq!(body_of(exit)["message"], "You cannot consume this service");
+
+    let deny = vec![
+        plugin("key-auth", json!({}), None, None),
+        plugin("acl", json!({"deny": ["admins"], "hide_groups_header": true}), None, None),
+    ];
+    let chain = chain_of(people(), deny, Uuid::nil());
+    assert_eq!(
+        run(&chain, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1")
+            .exit
+            .map(|e| e.status().as_u16()),
+        Some(403)
+    );
+    let r = run(&chain, Method::GET, "/", &[("apikey", "bob-key")], "10.0.0.1");
+    assert!(r.exit.is_none());
+    assert_eq!(header(&r, "x-consumer-groups"), None);
+
+    // Without an authentication plugin there is no consumer: 401.
+    let chain = chain_of(people(), vec![plugin("acl", json!({"allow": ["x"]}), None, None)], Uuid::nil());
+    assert_eq!(run(&chain, Method::GET, "/", &[], "10.0.0.1").exit.unwrap().status(), 401);
+
+    let (_, m) = violation("acl", json!({"allow": ["a"], "deny": ["b"]}));
+    assert!(m.contains("only one of these fields must be non-empty"), "{m}");
+    let (_, m) = violation("acl", json!({}));
+    assert!(m.contains("at least one of these fields must be non-empty"), "{m}");
+}
+
+#[test]
+fn a_consumers_instance_overrides_the_routes_which_overrides_the_global_one() {
+    let route = Uuid::new_v4();
+    let service = Uuid::new_v4();
+    let mut for_alice = terminate(418, None, None);
+    for_alice.consumer = Some(ForeignKey { id: ALICE });
+    let plugins = vec![
+        plugin("key-auth", json!({}), None, None),
+        terminate(401, None, None),
+        terminate(403, Some(route), None),
+        for_alice,
+    ];
+    let mut e = people();
+    e.plugins = plugins.clone();
+    let index = Index::new(&e).unwrap();
+    let chain = index.chain(route, Some(service));
+    let status = |key: &str| {
+        run(&chain, Method::GET, "/", &[("apikey", key)], "10.0.0.1")
+            .exit
+            .map(|r| r.status().as_u16())
+    };
+    assert_eq!(status("alice-key"), Some(418), "consumer beats route");
+    assert_eq!(status("bob-key"), Some(403), "route beats global");
+    // Another route: alice's instance still beats the global one.
+    let other = index.chain(Uuid::new_v4(), None);
+    let r = run(&other, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1");
+    assert_eq!(r.exit.map(|r| r.status().as_u16()), Some(418));
+    // route+service beats consumer alone; consumer+route beats route+service.
+    let mut e = people();
+    let mut alice_route = terminate(451, Some(route), None);
+    alice_route.consumer = Some(ForeignKey { id: ALICE });
+    let mut alice_only = terminate(418, None, None);
+    alice_only.consumer = Some(ForeignKey { id: ALICE });
+    e.plugins = vec![
+        plugin("key-auth", json!({}), None, None),
+        terminate(409, Some(route), Some(service)),
+        alice_only,
+    ];
+    let chain = Index::new(&e).unwrap().chain(route, Some(service));
+    let r = run(&chain, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1");
+    assert_eq!(r.exit.map(|r| r.status().as_u16()), Some(409));
+    e.plugins.push(alice_route);
+    let chain = Index::new(&e).unwrap().chain(route, Some(service));
+    let r = run(&chain, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1");
+    assert_eq!(r.exit.map(|r| r.status().as_u16()), Some(451));
+}
+
+#[test]
+fn credentials_validate_as_kong_and_basic_auth_passwords_are_hashed() {
+    let v = |kind, body: Value| {
+        let mut b = obj(body);
+        b.insert("id".into(), ID.into());
+        schema::validate(kind, b, Write::Create, None, 5)
+    };
+    let consumer = json!({"id": ALICE.to_string()});
+    let k = v(Kind::KeyauthCredentials, json!({"consumer": consumer})).unwrap();
+    assert_eq!(k["key"].as_str().map(str::len), Some(32), "a key is generated: {k}");
+    assert!(k.get("updated_at").is_none());
+    let e = v(Kind::KeyauthCredentials, json!({"key": "x"})).unwrap_err();
+    assert_eq!(e.message(), "schema violation (consumer: required field missing)");
+    let e = v(Kind::Acls, json!({"consumer": consumer})).unwrap_err();
+    assert_eq!(e.message(), "schema violation (group: required field missing)");
+    let mut body = obj(json!({"consumer": consumer, "username": "alice", "password": "secret"}));
+    schema::hash_password(&mut body, None);
+    let b = v(Kind::BasicauthCredentials, Value::Object(body)).unwrap();
+    assert_eq!(b["password"], schema::password_hash("secret", &ALICE.to_string()));
+    assert_ne!(b["password"], "secret");
+    // Kong's sha1(password .. consumer_id), so credentials moved from Kong
+    // work (the value is Python's hashlib.sha1).
+    assert_eq!(
+        schema::password_hash("secret", "00000000-0000-0000-0000-0000000a11ce"),
+        "7e1c447c5730b4213e0822f853ace663796d8c9e"
+    );
 }

@@ -153,7 +153,12 @@ async fn proxy(
                 id,
             );
         };
-        let Some(upstream_uri) = upstream_path::build(&uri, found.matched_path_len, route, service)
+        // A plugin's rewrite (key-auth hiding its key) keeps the path, so
+        // the route's match length still holds.
+        let rewritten = state.uri.take();
+        let client_uri = rewritten.as_ref().unwrap_or(&uri);
+        let Some(upstream_uri) =
+            upstream_path::build(client_uri, found.matched_path_len, route, service)
         else {
             return error(StatusCode::BAD_REQUEST, "Bad request", id);
         };

@@ -4,6 +4,7 @@
 
 mod certificate;
 mod consumer;
+mod credential;
 mod errors;
 pub(crate) mod fields;
 mod form;
@@ -18,6 +19,7 @@ mod upstream;
 use serde_json::{Map, Value};
 
 pub use errors::{FieldErrors, ENTITY};
+pub use credential::{hash_password, password_hash};
 pub use form::from_form;
 pub use plugin::BUNDLED_PLUGINS;
 
@@ -32,10 +34,16 @@ pub enum Kind {
     Upstreams,
     Targets,
     Certificates,
+    /// key-auth's credentials (`/key-auths`, `/consumers/{c}/key-auth`).
+    KeyauthCredentials,
+    /// basic-auth's credentials (`/basic-auths`, `/consumers/{c}/basic-auth`).
+    BasicauthCredentials,
+    /// acl's groups (`/acls`, `/consumers/{c}/acls`).
+    Acls,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Services,
         Kind::Routes,
         Kind::Consumers,
@@ -43,9 +51,12 @@ impl Kind {
         Kind::Upstreams,
         Kind::Targets,
         Kind::Certificates,
+        Kind::KeyauthCredentials,
+        Kind::BasicauthCredentials,
+        Kind::Acls,
     ];
 
-    /// The endpoint and table name.
+    /// The table name, and the key in the declarative format.
     pub fn name(self) -> &'static str {
         match self {
             Kind::Services => "services",
@@ -55,11 +66,47 @@ impl Kind {
             Kind::Upstreams => "upstreams",
             Kind::Targets => "targets",
             Kind::Certificates => "certificates",
+            Kind::KeyauthCredentials => "keyauth_credentials",
+            Kind::BasicauthCredentials => "basicauth_credentials",
+            Kind::Acls => "acls",
         }
     }
 
+    /// The top-level Admin API endpoint (`/key-auths`), which is the table
+    /// name for Kong's core entities.
+    pub fn endpoint(self) -> &'static str {
+        match self {
+            Kind::KeyauthCredentials => "key-auths",
+            Kind::BasicauthCredentials => "basic-auths",
+            k => k.name(),
+        }
+    }
+
+    /// The endpoint under a consumer (`/consumers/{c}/key-auth`).
+    pub fn nested_endpoint(self) -> &'static str {
+        match self {
+            Kind::KeyauthCredentials => "key-auth",
+            Kind::BasicauthCredentials => "basic-auth",
+            k => k.name(),
+        }
+    }
+
+    /// The kind of a top-level endpoint.
     pub fn parse(s: &str) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| k.name() == s)
+        Kind::ALL.into_iter().find(|k| k.endpoint() == s)
+    }
+
+    /// The kind of an endpoint nested under another entity.
+    pub fn parse_nested(s: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.nested_endpoint() == s)
+    }
+
+    /// Credentials and groups belong to a consumer.
+    pub fn is_credential(self) -> bool {
+        matches!(
+            self,
+            Kind::KeyauthCredentials | Kind::BasicauthCredentials | Kind::Acls
+        )
     }
 
     /// Unique text field an entity can be addressed by in a URL besides its
@@ -68,6 +115,9 @@ impl Kind {
         match self {
             Kind::Services | Kind::Routes | Kind::Upstreams => Some("name"),
             Kind::Consumers => Some("username"),
+            Kind::KeyauthCredentials => Some("key"),
+            Kind::BasicauthCredentials => Some("username"),
+            Kind::Acls => Some("group"),
             Kind::Plugins | Kind::Targets | Kind::Certificates => None,
         }
     }
@@ -140,6 +190,9 @@ pub fn validate(
         Kind::Upstreams => upstream::validate(&mut f),
         Kind::Targets => upstream::validate_target(&mut f),
         Kind::Certificates => certificate::validate(&mut f),
+        Kind::KeyauthCredentials => credential::validate_key(&mut f),
+        Kind::BasicauthCredentials => credential::validate_basic(&mut f),
+        Kind::Acls => credential::validate_acl(&mut f),
     };
     let errors = f.finish();
     if !errors.is_empty() {
@@ -150,7 +203,10 @@ pub fn validate(
         id.map_or(Value::Null, |i| i.to_string().into()),
     );
     out.insert("created_at".into(), created_at.into());
-    out.insert("updated_at".into(), now.into());
+    // Kong's credentials and groups have no `updated_at`.
+    if !kind.is_credential() {
+        out.insert("updated_at".into(), now.into());
+    }
     Ok(Value::Object(out))
 }
 

@@ -28,6 +28,12 @@ fn columns(kind: Kind) -> &'static [Col] {
         Kind::Consumers => &[Col::Text("username"), Col::Text("custom_id")],
         Kind::Targets => &[Col::Ref("upstream", Kind::Upstreams), Col::Text("target")],
         Kind::Certificates => &[],
+        Kind::KeyauthCredentials => &[Col::Ref("consumer", Kind::Consumers), Col::Text("key")],
+        Kind::BasicauthCredentials => &[
+            Col::Ref("consumer", Kind::Consumers),
+            Col::Text("username"),
+        ],
+        Kind::Acls => &[Col::Ref("consumer", Kind::Consumers), Col::Text("group")],
         Kind::Plugins => &[
             Col::Text("name"),
             Col::Ref("service", Kind::Services),
@@ -40,7 +46,8 @@ fn columns(kind: Kind) -> &'static [Col] {
 
 fn column_name(c: &Col) -> String {
     match c {
-        Col::Text(f) => (*f).to_string(),
+        // Quoted: acls' `group` is an SQL keyword.
+        Col::Text(f) => format!("\"{f}\""),
         Col::Ref(f, _) => format!("{f}_id"),
         Col::CacheKey => "cache_key".into(),
     }
@@ -180,6 +187,9 @@ impl Store {
             })?,
         };
         body.insert("id".into(), json!(id));
+        if kind == Kind::BasicauthCredentials {
+            schema::hash_password(&mut body, None);
+        }
         let entity =
             schema::validate(kind, body, Write::Create, None, now()).map_err(StoreError::Schema)?;
         let mut tx = self.pool.begin().await.map_err(classify)?;
@@ -218,6 +228,9 @@ impl Store {
             (None, Err(_)) => Uuid::new_v4(),
         };
         body.insert("id".into(), json!(id));
+        if kind == Kind::BasicauthCredentials {
+            schema::hash_password(&mut body, existing.as_ref().map(|(_, v)| v));
+        }
         let entity = schema::validate(
             kind,
             body,
@@ -254,6 +267,9 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         body.insert("id".into(), json!(id));
+        if kind == Kind::BasicauthCredentials {
+            schema::hash_password(&mut body, Some(&existing));
+        }
         let entity = schema::validate(kind, body, Write::Patch, Some(&existing), now())
             .map_err(StoreError::Schema)?;
         write(&mut tx, kind, &entity, true).await?;
@@ -295,6 +311,15 @@ impl Store {
         let all = values(to_values(&entities.services)?, Kind::Services)
             .chain(values(to_values(&entities.routes)?, Kind::Routes))
             .chain(values(to_values(&entities.consumers)?, Kind::Consumers))
+            .chain(values(
+                to_values(&entities.keyauth_credentials)?,
+                Kind::KeyauthCredentials,
+            ))
+            .chain(values(
+                to_values(&entities.basicauth_credentials)?,
+                Kind::BasicauthCredentials,
+            ))
+            .chain(values(to_values(&entities.acls)?, Kind::Acls))
             .chain(values(to_values(&entities.upstreams)?, Kind::Upstreams))
             .chain(values(to_values(&entities.targets)?, Kind::Targets))
             .chain(values(
@@ -359,7 +384,10 @@ async fn find(
             (_, None) => return Ok(None),
         },
     };
-    let mut sql = format!("SELECT id, entity FROM {} WHERE {column} = $1", kind.name());
+    let mut sql = format!(
+        "SELECT id, entity FROM {} WHERE \"{column}\" = $1",
+        kind.name()
+    );
     if let Some(p) = &parent {
         sql.push_str(&format!(" AND {}_id = $2", p.field));
     }
@@ -483,6 +511,7 @@ fn constraint_error_with(kind: Kind, entity: &Value, e: sqlx::Error) -> StoreErr
             let fields: Vec<&str> = match kind {
                 Kind::Targets => vec!["upstream", "target"],
                 Kind::Plugins => vec!["name", "route", "service", "consumer"],
+                Kind::Acls => vec!["consumer", "group"],
                 _ => unique_field(&constraint, table).into_iter().collect(),
             };
             let mut map = Map::new();
@@ -500,8 +529,12 @@ fn constraint_error_with(kind: Kind, entity: &Value, e: sqlx::Error) -> StoreErr
         }
         Some("23503") => {
             // On insert: our reference is dangling. On delete: others refer to us.
+            let own = constraint
+                .strip_prefix(&format!("{table}_"))
+                .and_then(|c| c.strip_suffix("_id_fkey"))
+                .is_some_and(|f| columns(kind).iter().any(|c| matches!(c, Col::Ref(r, _) if *r == f)));
             let referencing = constraint.split('_').next().unwrap_or("");
-            if referencing == table {
+            if own {
                 let field = constraint
                     .strip_prefix(&format!("{table}_"))
                     .and_then(|c| c.strip_suffix("_id_fkey"))

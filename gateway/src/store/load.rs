@@ -88,6 +88,9 @@ async fn read(conn: &mut PgConnection) -> Result<(i64, Entities)> {
         consumers: rows(conn, Kind::Consumers).await?,
         plugins: rows(conn, Kind::Plugins).await?,
         certificates: rows(conn, Kind::Certificates).await?,
+        keyauth_credentials: rows(conn, Kind::KeyauthCredentials).await?,
+        basicauth_credentials: rows(conn, Kind::BasicauthCredentials).await?,
+        acls: rows(conn, Kind::Acls).await?,
     };
     Ok((version, entities))
 }

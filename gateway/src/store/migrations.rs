@@ -14,14 +14,24 @@ pub struct Migration {
     pub teardown: Option<&'static str>,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "000_base",
-    up: include_str!("../../migrations/000_base.up.sql"),
-    teardown: None,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "000_base",
+        up: include_str!("../../migrations/000_base.up.sql"),
+        teardown: None,
+    },
+    Migration {
+        name: "001_auth_credentials",
+        up: include_str!("../../migrations/001_auth_credentials.up.sql"),
+        teardown: None,
+    },
+];
 
 /// Tables dropped by `reset`, children first.
 const TABLES: &[&str] = &[
+    "keyauth_credentials",
+    "basicauth_credentials",
+    "acls",
     "plugins",
     "targets",
     "routes",

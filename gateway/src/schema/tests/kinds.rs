@@ -28,12 +28,12 @@ fn consumers() {
 fn plugins() {
     let p = create(
         Kind::Plugins,
-        json!({"name": "key-auth", "route": {"id": OTHER}}),
+        json!({"name": "jwt", "route": {"id": OTHER}}),
     )
     .unwrap();
     assert_eq!(
         p,
-        json!({"id": ID, "created_at": NOW, "updated_at": NOW, "name": "key-auth",
+        json!({"id": ID, "created_at": NOW, "updated_at": NOW, "name": "jwt",
                "instance_name": null, "config": {}, "protocols": ["grpc", "grpcs", "http", "https"],
                "enabled": true, "tags": null, "service": null, "route": {"id": OTHER},
                "consumer": null})

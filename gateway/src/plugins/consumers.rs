@@ -1,0 +1,177 @@
+//! The consumers and their credentials as the authentication plugins read them
+//! on the request path: built once per snapshot into hash maps, so a lookup
+//! is one hash and the headers sent upstream are ready-made values.
+
+use std::collections::HashMap;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use uuid::Uuid;
+
+use crate::model::Entities;
+
+pub static CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
+pub static CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
+pub static CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
+pub static CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
+pub static ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
+pub static CONSUMER_GROUPS: HeaderName = HeaderName::from_static("x-consumer-groups");
+
+/// One consumer, with the header values Kong sends upstream for it.
+#[derive(Debug)]
+pub struct Consumer {
+    pub id: Uuid,
+    id_header: HeaderValue,
+    username: Option<HeaderValue>,
+    custom_id: Option<HeaderValue>,
+    /// acl's groups, sorted.
+    pub groups: Box<[Box<str>]>,
+    /// The groups joined by ", " (acl's `X-Consumer-Groups`).
+    pub groups_header: Option<HeaderValue>,
+}
+
+/// A key-auth credential: its id and consumer.
+#[derive(Debug, Clone, Copy)]
+pub struct Key {
+    pub id: Uuid,
+    pub consumer: Uuid,
+}
+
+/// A basic-auth credential.
+#[derive(Debug)]
+pub struct Basic {
+    pub id: Uuid,
+    pub consumer: Uuid,
+    /// The stored hash ([`crate::schema::password_hash`]).
+    pub hash: Box<str>,
+    /// The username, sent upstream as `X-Credential-Identifier`.
+    pub username: HeaderValue,
+}
+
+#[derive(Debug, Default)]
+pub struct Directory {
+    consumers: HashMap<Uuid, Consumer>,
+    by_username: HashMap<Box<str>, Uuid>,
+    keys: HashMap<Box<str>, Key>,
+    basic: HashMap<Box<str>, Basic>,
+}
+
+impl Directory {
+    pub fn new(e: &Entities) -> Directory {
+        let mut groups: HashMap<Uuid, Vec<Box<str>>> = HashMap::new();
+        for a in &e.acls {
+            groups
+                .entry(a.consumer.id)
+                .or_default()
+                .push(a.group.as_str().into());
+        }
+        let mut d = Directory::default();
+        for c in &e.consumers {
+            let value = |s: &Option<String>| s.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
+            let mut g = groups.remove(&c.id).unwrap_or_default();
+            g.sort();
+            g.dedup();
+            let groups_header = (!g.is_empty())
+                .then(|| HeaderValue::from_str(&g.join(", ")).ok())
+                .flatten();
+            if let Some(u) = &c.username {
+                d.by_username.insert(u.as_str().into(), c.id);
+            }
+            d.consumers.insert(
+                c.id,
+                Consumer {
+                    id: c.id,
+                    id_header: HeaderValue::from_str(&c.id.to_string())
+                        .expect("a UUID is a header value"),
+                    username: value(&c.username),
+                    custom_id: value(&c.custom_id),
+                    groups: g.into_boxed_slice(),
+                    groups_header,
+                },
+            );
+        }
+        for k in &e.keyauth_credentials {
+            d.keys.insert(
+                k.key.as_str().into(),
+                Key {
+                    id: k.id,
+                    consumer: k.consumer.id,
+                },
+            );
+        }
+        for b in &e.basicauth_credentials {
+            let Ok(username) = HeaderValue::from_str(&b.username) else {
+                continue;
+            };
+            d.basic.insert(
+                b.username.as_str().into(),
+                Basic {
+                    id: b.id,
+                    consumer: b.consumer.id,
+                    hash: b.password.as_str().into(),
+                    username,
+                },
+            );
+        }
+        d
+    }
+
+    pub fn consumer(&self, id: Uuid) -> Option<&Consumer> {
+        self.consumers.get(&id)
+    }
+
+    /// Kong's `anonymous`: a consumer's id or username.
+    pub fn anonymous(&self, key: &str) -> Option<&Consumer> {
+        match key.parse::<Uuid>() {
+            Ok(id) => self.consumers.get(&id),
+            Err(_) => self.by_username.get(key).and_then(|id| self.consumers.get(id)),
+        }
+    }
+
+    pub fn key(&self, key: &str) -> Option<Key> {
+        self.keys.get(key).copied()
+    }
+
+    pub fn basic(&self, username: &str) -> Option<&Basic> {
+        self.basic.get(username)
+    }
+}
+
+/// Kong's `set_consumer`: the consumer's headers upstream, replacing any the
+/// client sent (a client must not name itself a consumer), and
+/// `X-Anonymous-Consumer: true` when no credential identified it.
+pub fn set_consumer(
+    headers: &mut HeaderMap,
+    consumer: &Consumer,
+    credential: Option<HeaderValue>,
+) {
+    headers.insert(&CONSUMER_ID, consumer.id_header.clone());
+    set_or_clear(headers, &CONSUMER_CUSTOM_ID, consumer.custom_id.clone());
+    set_or_clear(headers, &CONSUMER_USERNAME, consumer.username.clone());
+    let anonymous = credential.is_none();
+    set_or_clear(headers, &CREDENTIAL_IDENTIFIER, credential);
+    if anonymous {
+        headers.insert(&ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
+    } else {
+        headers.remove(&ANONYMOUS_CONSUMER);
+    }
+}
+
+fn set_or_clear(headers: &mut HeaderMap, name: &HeaderName, value: Option<HeaderValue>) {
+    match value {
+        Some(v) => {
+            headers.insert(name, v);
+        }
+        None => {
+            headers.remove(name);
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken says nothing about how
+/// much of a password hash matched.
+pub fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
