@@ -68,7 +68,11 @@ struct File {
 
 /// The credential kinds, as nested in a consumer or at the top level with a
 /// `consumer` reference.
-const CREDENTIALS: [Kind; 3] = [Kind::KeyauthCredentials, Kind::BasicauthCredentials, Kind::Acls];
+const CREDENTIALS: [Kind; 3] = [
+    Kind::KeyauthCredentials,
+    Kind::BasicauthCredentials,
+    Kind::Acls,
+];
 
 #[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

@@ -611,7 +611,7 @@ async fn entity_endpoints_refuse_pathological_input() {
         (
             "NUL in a plugin config",
             ("POST", "/plugins", json),
-            r#"{"name":"key-auth","config":{"x":"a\u0000b"}}"#.into(),
+            r#"{"name":"jwt","config":{"x":"a\u0000b"}}"#.into(),
             400,
             cannot_store,
         ),

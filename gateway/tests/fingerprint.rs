@@ -88,7 +88,8 @@ async fn the_hash_is_the_nodes_and_no_secret_is_printed() {
     assert_eq!(
         empty["counts"],
         json!({"services": 0, "routes": 0, "upstreams": 0, "targets": 0,
-               "consumers": 0, "plugins": 0, "certificates": 0})
+               "consumers": 0, "plugins": 0, "certificates": 0,
+               "keyauth_credentials": 0, "basicauth_credentials": 0, "acls": 0})
     );
     assert_eq!(
         empty["configuration_hash"],
@@ -104,7 +105,7 @@ async fn the_hash_is_the_nodes_and_no_secret_is_printed() {
     );
     assert_eq!(
         empty["migrations"],
-        json!({"bootstrapped": true, "executed": ["000_base"], "pending": [], "new": []})
+        json!({"bootstrapped": true, "executed": ["000_base", "001_auth_credentials"], "pending": [], "new": []})
     );
 
     let gw = gateway().set_all(&conf).start();
@@ -158,7 +159,8 @@ async fn the_hash_is_the_nodes_and_no_secret_is_printed() {
     assert_eq!(
         fp["counts"],
         json!({"services": 1, "routes": 1, "upstreams": 1, "targets": 1,
-               "consumers": 1, "plugins": 1, "certificates": 1})
+               "consumers": 1, "plugins": 1, "certificates": 1,
+               "keyauth_credentials": 0, "basicauth_credentials": 0, "acls": 0})
     );
     let e = &fp["entities"];
     for (kind, made) in [

@@ -54,12 +54,35 @@ pub fn router(state: AdminState) -> Router {
             state.clone(),
             auth::require_token,
         ));
-    Router::new()
+    let app = Router::new()
         .route("/status", get(status))
         .route("/status/ready", get(ready))
         .merge(protected)
         .layer(axum::middleware::from_fn(kong_errors))
-        .with_state(state)
+        .with_state(state);
+    // Kong answers `/consumers/` as `/consumers` (its docs write both); axum
+    // routes exact paths, so the slash goes before routing.
+    Router::new().fallback_service(tower::ServiceExt::map_request(app, without_trailing_slash))
+}
+
+fn without_trailing_slash(mut req: Request) -> Request {
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let rebuilt = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_string(),
+        };
+        if let Ok(pq) = rebuilt.parse::<axum::http::uri::PathAndQuery>() {
+            let mut parts = req.uri().clone().into_parts();
+            parts.path_and_query = Some(pq);
+            if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    req
 }
 
 /// Kong's error shape for axum's own rejections, which are plain text or

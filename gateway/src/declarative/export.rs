@@ -53,8 +53,14 @@ pub fn export(entities: &Entities) -> String {
     // before; basic-auth passwords are the stored hashes, which Kong's
     // `_transform: false` says.
     let credentials = [
-        ("keyauth_credentials", list(&e.keyauth_credentials, &["consumer"])),
-        ("basicauth_credentials", list(&e.basicauth_credentials, &["consumer"])),
+        (
+            "keyauth_credentials",
+            list(&e.keyauth_credentials, &["consumer"]),
+        ),
+        (
+            "basicauth_credentials",
+            list(&e.basicauth_credentials, &["consumer"]),
+        ),
         ("acls", list(&e.acls, &["consumer"])),
     ];
     for (key, value) in credentials {

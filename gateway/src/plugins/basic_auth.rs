@@ -27,8 +27,8 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
     let anonymous = f.string("anonymous");
     let hide_credentials = f.boolean("hide_credentials", false);
     let realm = f.string("realm").unwrap_or_else(|| "service".to_string());
-    let www_authenticate =
-        HeaderValue::from_str(&format!("Basic realm=\"{realm}\"")).unwrap_or_else(|_| {
+    let www_authenticate = HeaderValue::from_str(&format!("Basic realm=\"{realm}\""))
+        .unwrap_or_else(|_| {
             f.error("realm", "not a valid header value");
             HeaderValue::from_static("Basic")
         });

@@ -66,7 +66,8 @@ impl Directory {
         }
         let mut d = Directory::default();
         for c in &e.consumers {
-            let value = |s: &Option<String>| s.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
+            let value =
+                |s: &Option<String>| s.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
             let mut g = groups.remove(&c.id).unwrap_or_default();
             g.sort();
             g.dedup();
@@ -123,7 +124,10 @@ impl Directory {
     pub fn anonymous(&self, key: &str) -> Option<&Consumer> {
         match key.parse::<Uuid>() {
             Ok(id) => self.consumers.get(&id),
-            Err(_) => self.by_username.get(key).and_then(|id| self.consumers.get(id)),
+            Err(_) => self
+                .by_username
+                .get(key)
+                .and_then(|id| self.consumers.get(id)),
         }
     }
 
@@ -139,11 +143,7 @@ impl Directory {
 /// Kong's `set_consumer`: the consumer's headers upstream, replacing any the
 /// client sent (a client must not name itself a consumer), and
 /// `X-Anonymous-Consumer: true` when no credential identified it.
-pub fn set_consumer(
-    headers: &mut HeaderMap,
-    consumer: &Consumer,
-    credential: Option<HeaderValue>,
-) {
+pub fn set_consumer(headers: &mut HeaderMap, consumer: &Consumer, credential: Option<HeaderValue>) {
     headers.insert(&CONSUMER_ID, consumer.id_header.clone());
     set_or_clear(headers, &CONSUMER_CUSTOM_ID, consumer.custom_id.clone());
     set_or_clear(headers, &CONSUMER_USERNAME, consumer.username.clone());

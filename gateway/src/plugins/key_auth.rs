@@ -189,7 +189,12 @@ fn identified(
             Hide::Header(name) => {
                 req.headers.remove(name);
             }
-            Hide::Query(name) => state.uri = Some(without_query_arg(state.uri.as_ref().unwrap_or(req.uri), &name)),
+            Hide::Query(name) => {
+                state.uri = Some(without_query_arg(
+                    state.uri.as_ref().unwrap_or(req.uri),
+                    &name,
+                ))
+            }
         }
     }
     let id = HeaderValue::from_str(&key.id.to_string()).expect("a UUID is a header value");

@@ -372,14 +372,18 @@ impl Index {
         let mut list: Vec<Slot> = slots.into_values().collect();
         for slot in &mut list {
             // Most specific first, so the first match wins.
-            slot.by_consumer.sort_by(|a, b| b.1.cmp(&a.1));
+            slot.by_consumer.sort_by_key(|c| std::cmp::Reverse(c.1));
         }
         // One slot per name; keep the order stable across builds: by
         // priority, then name.
         list.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.name.cmp(b.name)));
         let instances = || {
-            list.iter()
-                .flat_map(|s| s.default.iter().map(|(_, i)| i).chain(s.by_consumer.iter().map(|(_, _, i)| i)))
+            list.iter().flat_map(|s| {
+                s.default
+                    .iter()
+                    .map(|(_, i)| i)
+                    .chain(s.by_consumer.iter().map(|(_, _, i)| i))
+            })
         };
         let needs_client = instances().any(|p| matches!(p.config, Config::IpRestriction(_)));
         let needs_directory = instances().any(|p| {
@@ -596,7 +600,9 @@ impl Chain {
             if state.ran & bit == 0 {
                 continue;
             }
-            let consumer = (state.with_consumer & bit != 0).then_some(state.consumer).flatten();
+            let consumer = (state.with_consumer & bit != 0)
+                .then_some(state.consumer)
+                .flatten();
             let Some(p) = slot.resolve(consumer) else {
                 continue;
             };

@@ -747,7 +747,11 @@ fn people() -> Entities {
         created_at: 1,
     };
     Entities {
-        consumers: vec![consumer(ALICE, "alice"), consumer(BOB, "bob"), consumer(ANON, "anonymous")],
+        consumers: vec![
+            consumer(ALICE, "alice"),
+            consumer(BOB, "bob"),
+            consumer(ANON, "anonymous"),
+        ],
         keyauth_credentials: vec![key(1, ALICE, "alice-key"), key(2, BOB, "bob-key")],
         basicauth_credentials: vec![BasicauthCredential {
             id: Uuid::from_u128(3),
@@ -779,7 +783,11 @@ fn header<'a>(r: &'a Run, name: &str) -> Option<&'a str> {
 
 #[test]
 fn key_auth_identifies_the_consumer_or_answers_401() {
-    let chain = chain_of(people(), vec![plugin("key-auth", json!({}), None, None)], Uuid::nil());
+    let chain = chain_of(
+        people(),
+        vec![plugin("key-auth", json!({}), None, None)],
+        Uuid::nil(),
+    );
     let r = run(&chain, Method::GET, "/", &[], "10.0.0.1");
     let exit = r.exit.expect("401 without a key");
     assert_eq!(exit.status(), 401);
@@ -795,12 +803,18 @@ fn key_auth_identifies_the_consumer_or_answers_401() {
         &chain,
         Method::GET,
         "/?apikey=alice-key",
-        &[("x-consumer-username", "root"), ("x-anonymous-consumer", "true")],
+        &[
+            ("x-consumer-username", "root"),
+            ("x-anonymous-consumer", "true"),
+        ],
         "10.0.0.1",
     );
     assert!(r.exit.is_none());
     assert_eq!(r.state.consumer, Some(ALICE));
-    assert_eq!(header(&r, "x-consumer-id"), Some(ALICE.to_string().as_str()));
+    assert_eq!(
+        header(&r, "x-consumer-id"),
+        Some(ALICE.to_string().as_str())
+    );
     assert_eq!(header(&r, "x-consumer-username"), Some("alice"));
     assert_eq!(
         header(&r, "x-credential-identifier"),
@@ -809,58 +823,126 @@ fn key_auth_identifies_the_consumer_or_answers_401() {
     assert_eq!(header(&r, "x-anonymous-consumer"), None);
     assert_eq!(r.state.uri, None, "the key stays unless hide_credentials");
 
-    let r = run(&chain, Method::GET, "/", &[("apikey", "a"), ("apikey", "b")], "10.0.0.1");
-    assert_eq!(body_of(r.exit.unwrap())["message"], "Duplicate API key found");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("apikey", "a"), ("apikey", "b")],
+        "10.0.0.1",
+    );
+    assert_eq!(
+        body_of(r.exit.unwrap())["message"],
+        "Duplicate API key found"
+    );
 }
 
 #[test]
 fn key_auth_hides_credentials_and_honours_key_names_and_sources() {
     let config = json!({"hide_credentials": true, "key_names": ["x-key", "k"], "realm": "gw"});
-    let chain = chain_of(people(), vec![plugin("key-auth", config, None, None)], Uuid::nil());
+    let chain = chain_of(
+        people(),
+        vec![plugin("key-auth", config, None, None)],
+        Uuid::nil(),
+    );
     let r = run(&chain, Method::GET, "/p?a=1&k=bob-key&b=2", &[], "10.0.0.1");
     assert!(r.exit.is_none());
     assert_eq!(r.state.consumer, Some(BOB));
     assert_eq!(r.state.uri.unwrap().to_string(), "/p?a=1&b=2");
-    let r = run(&chain, Method::GET, "/p", &[("x-key", "bob-key")], "10.0.0.1");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/p",
+        &[("x-key", "bob-key")],
+        "10.0.0.1",
+    );
     assert!(r.exit.is_none());
     assert_eq!(header(&r, "x-key"), None);
     let r = run(&chain, Method::GET, "/p", &[], "10.0.0.1");
-    assert_eq!(r.exit.unwrap().headers()["www-authenticate"], "Key realm=\"gw\"");
+    assert_eq!(
+        r.exit.unwrap().headers()["www-authenticate"],
+        "Key realm=\"gw\""
+    );
 
     let config = json!({"key_in_query": false});
-    let chain = chain_of(people(), vec![plugin("key-auth", config, None, None)], Uuid::nil());
+    let chain = chain_of(
+        people(),
+        vec![plugin("key-auth", config, None, None)],
+        Uuid::nil(),
+    );
     let r = run(&chain, Method::GET, "/?apikey=bob-key", &[], "10.0.0.1");
     assert_eq!(r.exit.unwrap().status(), 401);
     let config = json!({"run_on_preflight": false});
-    let chain = chain_of(people(), vec![plugin("key-auth", config, None, None)], Uuid::nil());
-    assert!(run(&chain, Method::OPTIONS, "/", &[], "10.0.0.1").exit.is_none());
+    let chain = chain_of(
+        people(),
+        vec![plugin("key-auth", config, None, None)],
+        Uuid::nil(),
+    );
+    assert!(run(&chain, Method::OPTIONS, "/", &[], "10.0.0.1")
+        .exit
+        .is_none());
 }
 
 #[test]
 fn basic_auth_checks_the_password_against_its_hash() {
     use base64::Engine;
-    let chain = chain_of(people(), vec![plugin("basic-auth", json!({}), None, None)], Uuid::nil());
-    let basic = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+    let chain = chain_of(
+        people(),
+        vec![plugin("basic-auth", json!({}), None, None)],
+        Uuid::nil(),
+    );
+    let basic = |s: &str| {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(s)
+        )
+    };
     let r = run(&chain, Method::GET, "/", &[], "10.0.0.1");
     let exit = r.exit.unwrap();
     assert_eq!(exit.status(), 401);
-    assert_eq!(exit.headers()["www-authenticate"], "Basic realm=\"service\"");
+    assert_eq!(
+        exit.headers()["www-authenticate"],
+        "Basic realm=\"service\""
+    );
     for wrong in ["alice:nope", "alice:", "eve:secret", "alicesecret"] {
-        let r = run(&chain, Method::GET, "/", &[("authorization", &basic(wrong))], "10.0.0.1");
-        assert_eq!(r.exit.map(|e| e.status()), Some(http::StatusCode::UNAUTHORIZED), "{wrong}");
+        let r = run(
+            &chain,
+            Method::GET,
+            "/",
+            &[("authorization", &basic(wrong))],
+            "10.0.0.1",
+        );
+        assert_eq!(
+            r.exit.map(|e| e.status()),
+            Some(http::StatusCode::UNAUTHORIZED),
+            "{wrong}"
+        );
     }
-    let r = run(&chain, Method::GET, "/", &[("authorization", &basic("alice:secret"))], "10.0.0.1");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("authorization", &basic("alice:secret"))],
+        "10.0.0.1",
+    );
     assert!(r.exit.is_none());
     assert_eq!(r.state.consumer, Some(ALICE));
     assert_eq!(header(&r, "x-credential-identifier"), Some("alice"));
-    assert!(header(&r, "authorization").is_some(), "kept unless hide_credentials");
+    assert!(
+        header(&r, "authorization").is_some(),
+        "kept unless hide_credentials"
+    );
 }
 
 #[test]
 fn anonymous_lets_requests_through_as_that_consumer() {
     let plugins = vec![
         plugin("key-auth", json!({"anonymous": "anonymous"}), None, None),
-        plugin("basic-auth", json!({"anonymous": ANON.to_string()}), None, None),
+        plugin(
+            "basic-auth",
+            json!({"anonymous": ANON.to_string()}),
+            None,
+            None,
+        ),
     ];
     let chain = chain_of(people(), plugins, Uuid::nil());
     let r = run(&chain, Method::GET, "/", &[], "10.0.0.1");
@@ -869,13 +951,24 @@ fn anonymous_lets_requests_through_as_that_consumer() {
     assert_eq!(header(&r, "x-anonymous-consumer"), Some("true"));
     assert_eq!(header(&r, "x-consumer-username"), Some("anonymous"));
     // Either credential gets in: basic-auth does not undo key-auth's consumer.
-    let r = run(&chain, Method::GET, "/", &[("apikey", "bob-key")], "10.0.0.1");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("apikey", "bob-key")],
+        "10.0.0.1",
+    );
     assert_eq!(r.state.consumer, Some(BOB));
     assert_eq!(header(&r, "x-anonymous-consumer"), None);
 
     let chain = chain_of(
         people(),
-        vec![plugin("key-auth", json!({"anonymous": "ghost"}), None, None)],
+        vec![plugin(
+            "key-auth",
+            json!({"anonymous": "ghost"}),
+            None,
+            None,
+        )],
         Uuid::nil(),
     );
     let r = run(&chain, Method::GET, "/", &[], "10.0.0.1");
@@ -889,37 +982,82 @@ fn acl_allows_and_denies_by_group() {
         plugin("acl", json!({"allow": ["admins"]}), None, None),
     ];
     let chain = chain_of(people(), allow, Uuid::nil());
-    let r = run(&chain, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("apikey", "alice-key")],
+        "10.0.0.1",
+    );
     assert!(r.exit.is_none());
     assert_eq!(header(&r, "x-consumer-groups"), Some("admins"));
-    let r = run(&chain, Method::GET, "/", &[("apikey", "bob-key")], "10.0.0.1");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("apikey", "bob-key")],
+        "10.0.0.1",
+    );
     let exit = r.exit.unwrap();
     assert_eq!(exit.status(), 403);
     assert_eq!(body_of(exit)["message"], "You cannot consume this service");
 
     let deny = vec![
         plugin("key-auth", json!({}), None, None),
-        plugin("acl", json!({"deny": ["admins"], "hide_groups_header": true}), None, None),
+        plugin(
+            "acl",
+            json!({"deny": ["admins"], "hide_groups_header": true}),
+            None,
+            None,
+        ),
     ];
     let chain = chain_of(people(), deny, Uuid::nil());
     assert_eq!(
-        run(&chain, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1")
-            .exit
-            .map(|e| e.status().as_u16()),
+        run(
+            &chain,
+            Method::GET,
+            "/",
+            &[("apikey", "alice-key")],
+            "10.0.0.1"
+        )
+        .exit
+        .map(|e| e.status().as_u16()),
         Some(403)
     );
-    let r = run(&chain, Method::GET, "/", &[("apikey", "bob-key")], "10.0.0.1");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("apikey", "bob-key")],
+        "10.0.0.1",
+    );
     assert!(r.exit.is_none());
     assert_eq!(header(&r, "x-consumer-groups"), None);
 
     // Without an authentication plugin there is no consumer: 401.
-    let chain = chain_of(people(), vec![plugin("acl", json!({"allow": ["x"]}), None, None)], Uuid::nil());
-    assert_eq!(run(&chain, Method::GET, "/", &[], "10.0.0.1").exit.unwrap().status(), 401);
+    let chain = chain_of(
+        people(),
+        vec![plugin("acl", json!({"allow": ["x"]}), None, None)],
+        Uuid::nil(),
+    );
+    assert_eq!(
+        run(&chain, Method::GET, "/", &[], "10.0.0.1")
+            .exit
+            .unwrap()
+            .status(),
+        401
+    );
 
     let (_, m) = violation("acl", json!({"allow": ["a"], "deny": ["b"]}));
-    assert!(m.contains("only one of these fields must be non-empty"), "{m}");
+    assert!(
+        m.contains("only one of these fields must be non-empty"),
+        "{m}"
+    );
     let (_, m) = violation("acl", json!({}));
-    assert!(m.contains("at least one of these fields must be non-empty"), "{m}");
+    assert!(
+        m.contains("at least one of these fields must be non-empty"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -947,7 +1085,13 @@ fn a_consumers_instance_overrides_the_routes_which_overrides_the_global_one() {
     assert_eq!(status("bob-key"), Some(403), "route beats global");
     // Another route: alice's instance still beats the global one.
     let other = index.chain(Uuid::new_v4(), None);
-    let r = run(&other, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1");
+    let r = run(
+        &other,
+        Method::GET,
+        "/",
+        &[("apikey", "alice-key")],
+        "10.0.0.1",
+    );
     assert_eq!(r.exit.map(|r| r.status().as_u16()), Some(418));
     // route+service beats consumer alone; consumer+route beats route+service.
     let mut e = people();
@@ -961,11 +1105,23 @@ fn a_consumers_instance_overrides_the_routes_which_overrides_the_global_one() {
         alice_only,
     ];
     let chain = Index::new(&e).unwrap().chain(route, Some(service));
-    let r = run(&chain, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("apikey", "alice-key")],
+        "10.0.0.1",
+    );
     assert_eq!(r.exit.map(|r| r.status().as_u16()), Some(409));
     e.plugins.push(alice_route);
     let chain = Index::new(&e).unwrap().chain(route, Some(service));
-    let r = run(&chain, Method::GET, "/", &[("apikey", "alice-key")], "10.0.0.1");
+    let r = run(
+        &chain,
+        Method::GET,
+        "/",
+        &[("apikey", "alice-key")],
+        "10.0.0.1",
+    );
     assert_eq!(r.exit.map(|r| r.status().as_u16()), Some(451));
 }
 
@@ -978,16 +1134,29 @@ fn credentials_validate_as_kong_and_basic_auth_passwords_are_hashed() {
     };
     let consumer = json!({"id": ALICE.to_string()});
     let k = v(Kind::KeyauthCredentials, json!({"consumer": consumer})).unwrap();
-    assert_eq!(k["key"].as_str().map(str::len), Some(32), "a key is generated: {k}");
+    assert_eq!(
+        k["key"].as_str().map(str::len),
+        Some(32),
+        "a key is generated: {k}"
+    );
     assert!(k.get("updated_at").is_none());
     let e = v(Kind::KeyauthCredentials, json!({"key": "x"})).unwrap_err();
-    assert_eq!(e.message(), "schema violation (consumer: required field missing)");
+    assert_eq!(
+        e.message(),
+        "schema violation (consumer: required field missing)"
+    );
     let e = v(Kind::Acls, json!({"consumer": consumer})).unwrap_err();
-    assert_eq!(e.message(), "schema violation (group: required field missing)");
+    assert_eq!(
+        e.message(),
+        "schema violation (group: required field missing)"
+    );
     let mut body = obj(json!({"consumer": consumer, "username": "alice", "password": "secret"}));
     schema::hash_password(&mut body, None);
     let b = v(Kind::BasicauthCredentials, Value::Object(body)).unwrap();
-    assert_eq!(b["password"], schema::password_hash("secret", &ALICE.to_string()));
+    assert_eq!(
+        b["password"],
+        schema::password_hash("secret", &ALICE.to_string())
+    );
     assert_ne!(b["password"], "secret");
     // Kong's sha1(password .. consumer_id), so credentials moved from Kong
     // work (the value is Python's hashlib.sha1).

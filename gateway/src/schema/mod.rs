@@ -18,8 +18,8 @@ mod upstream;
 
 use serde_json::{Map, Value};
 
-pub use errors::{FieldErrors, ENTITY};
 pub use credential::{hash_password, password_hash};
+pub use errors::{FieldErrors, ENTITY};
 pub use form::from_form;
 pub use plugin::BUNDLED_PLUGINS;
 

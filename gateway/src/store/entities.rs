@@ -29,10 +29,9 @@ fn columns(kind: Kind) -> &'static [Col] {
         Kind::Targets => &[Col::Ref("upstream", Kind::Upstreams), Col::Text("target")],
         Kind::Certificates => &[],
         Kind::KeyauthCredentials => &[Col::Ref("consumer", Kind::Consumers), Col::Text("key")],
-        Kind::BasicauthCredentials => &[
-            Col::Ref("consumer", Kind::Consumers),
-            Col::Text("username"),
-        ],
+        Kind::BasicauthCredentials => {
+            &[Col::Ref("consumer", Kind::Consumers), Col::Text("username")]
+        }
         Kind::Acls => &[Col::Ref("consumer", Kind::Consumers), Col::Text("group")],
         Kind::Plugins => &[
             Col::Text("name"),
@@ -532,7 +531,11 @@ fn constraint_error_with(kind: Kind, entity: &Value, e: sqlx::Error) -> StoreErr
             let own = constraint
                 .strip_prefix(&format!("{table}_"))
                 .and_then(|c| c.strip_suffix("_id_fkey"))
-                .is_some_and(|f| columns(kind).iter().any(|c| matches!(c, Col::Ref(r, _) if *r == f)));
+                .is_some_and(|f| {
+                    columns(kind)
+                        .iter()
+                        .any(|c| matches!(c, Col::Ref(r, _) if *r == f))
+                });
             let referencing = constraint.split('_').next().unwrap_or("");
             if own {
                 let field = constraint

@@ -39,7 +39,10 @@ fn kinds_name_and_parse() {
     assert_eq!(Kind::parse("snis"), None);
     assert_eq!(Kind::parse("key-auth"), None);
     assert_eq!(Kind::parse("keyauth_credentials"), None);
-    assert_eq!(Kind::parse_nested("key-auth"), Some(Kind::KeyauthCredentials));
+    assert_eq!(
+        Kind::parse_nested("key-auth"),
+        Some(Kind::KeyauthCredentials)
+    );
     assert_eq!(Kind::Consumers.endpoint_key(), Some("username"));
     assert_eq!(Kind::Routes.endpoint_key(), Some("name"));
     assert_eq!(Kind::Targets.endpoint_key(), None);
