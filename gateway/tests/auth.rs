@@ -123,6 +123,15 @@ async fn credentials_endpoints_and_auth_plugins_on_postgres() {
     assert_eq!(body_json(&out)["config"]["key_names"], json!(["apikey"]));
 
     let out = until_status(&format!("{proxy}/mock/anything"), &[], 401);
+    // `GET /` lists what the node runs and what is configured, as Kong.
+    let (code, root) = curl_i(&[&a("/")]);
+    assert_eq!(code, 200);
+    let info = body_json(&root);
+    assert_eq!(
+        info["plugins"]["available_on_server"]["key-auth"]["priority"],
+        1250
+    );
+    assert_eq!(info["plugins"]["enabled_in_cluster"], json!(["key-auth"]));
     assert_eq!(body_json(&out)["message"], "No API key found in request");
     assert_eq!(header(&out, "www-authenticate"), Some("Key"));
     let (code, out) = curl_i(&[

@@ -120,13 +120,35 @@ async fn kong_errors(req: Request, next: Next) -> Response {
 }
 
 async fn node_info(State(s): State<AdminState>) -> Json<serde_json::Value> {
+    // Kong lists the plugins this node can run, with their priority, and the
+    // ones configured; plugins stored but not implemented here are in the
+    // second list only.
+    let available: serde_json::Map<String, serde_json::Value> = crate::plugins::IMPLEMENTED
+        .iter()
+        .map(|(name, priority)| {
+            (
+                name.to_string(),
+                json!({"priority": priority, "version": env!("CARGO_PKG_VERSION")}),
+            )
+        })
+        .collect();
+    let snapshot = s.shared.snapshot.load();
+    let mut enabled: Vec<&str> = snapshot
+        .entities
+        .plugins
+        .iter()
+        .filter(|p| p.enabled)
+        .map(|p| p.name.as_str())
+        .collect();
+    enabled.sort_unstable();
+    enabled.dedup();
     Json(json!({
         "tagline": "Welcome to gateway",
         "version": env!("CARGO_PKG_VERSION"),
         "node_id": s.node.node_id,
         "hostname": s.node.hostname,
         "configuration": s.node.configuration,
-        "plugins": { "available_on_server": {}, "enabled_in_cluster": [] },
+        "plugins": { "available_on_server": available, "enabled_in_cluster": enabled },
     }))
 }
 
