@@ -48,8 +48,11 @@ pub mod ip_restriction;
 pub mod key_auth;
 pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_transformer;
 #[cfg(test)]
 mod tests;
+pub mod transform;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -74,6 +77,8 @@ pub const IMPLEMENTED: &[(&str, u32)] = &[
     ("key-auth", key_auth::PRIORITY),
     ("request-size-limiting", request_size_limiting::PRIORITY),
     ("request-termination", request_termination::PRIORITY),
+    ("request-transformer", request_transformer::PRIORITY),
+    ("response-transformer", response_transformer::PRIORITY),
 ];
 
 /// A plugin's typed configuration, as compiled for the request path.
@@ -85,6 +90,8 @@ pub enum Config {
     Cors(cors::Config),
     IpRestriction(ip_restriction::Config),
     KeyAuth(key_auth::Config),
+    RequestTransformer(request_transformer::Config),
+    ResponseTransformer(response_transformer::Config),
     RequestSizeLimiting(request_size_limiting::Config),
     RequestTermination(request_termination::Config),
 }
@@ -105,6 +112,14 @@ fn parse(name: &str, f: &mut Fields) -> Option<(Config, Map<String, Value>)> {
         "key-auth" => {
             let (c, out) = key_auth::parse(f);
             (Config::KeyAuth(c), out)
+        }
+        "request-transformer" => {
+            let (c, out) = request_transformer::parse(f);
+            (Config::RequestTransformer(c), out)
+        }
+        "response-transformer" => {
+            let (c, out) = response_transformer::parse(f);
+            (Config::ResponseTransformer(c), out)
         }
         "correlation-id" => {
             let (c, out) = correlation_id::parse(f);
@@ -199,6 +214,8 @@ pub fn schema_json(name: &str) -> Option<Value> {
         "acl" => acl::schema(),
         "basic-auth" => basic_auth::schema(),
         "key-auth" => key_auth::schema(),
+        "request-transformer" => request_transformer::schema(),
+        "response-transformer" => response_transformer::schema(),
         "correlation-id" => correlation_id::schema(),
         "cors" => cors::schema(),
         "ip-restriction" => ip_restriction::schema(),
@@ -515,6 +532,17 @@ pub struct RequestState {
     /// `hide_credentials` in the query string); the upstream's is built
     /// from it.
     pub uri: Option<Uri>,
+    /// request-transformer's `replace.uri`: the upstream's path, whatever
+    /// the route and service would make of the client's.
+    pub upstream_path: Option<Box<str>>,
+    /// request-transformer's `http_method`.
+    pub method: Option<Method>,
+    /// request-transformer's body changes, applied by the proxy to a JSON or
+    /// form body, which it then reads whole.
+    pub body_changes: Option<Arc<transform::Fieldset>>,
+    /// response-transformer's JSON body changes, applied by the proxy to a
+    /// JSON response, which it then reads whole.
+    pub response_json: Option<Arc<transform::Fieldset>>,
     /// Which slots ran `access` (bit i for the chain's i-th plugin name;
     /// chains are short, and 64 plugins is more than Kong bundles per route).
     ran: u64,
@@ -583,6 +611,14 @@ impl Chain {
                 Config::Cors(c) => cors::access(c, req, state),
                 Config::IpRestriction(c) => ip_restriction::access(c, req),
                 Config::KeyAuth(c) => key_auth::access(c, directory, req, state),
+                Config::RequestTransformer(c) => {
+                    request_transformer::access(c, req, state);
+                    None
+                }
+                Config::ResponseTransformer(c) => {
+                    response_transformer::access(c, state);
+                    None
+                }
                 Config::RequestSizeLimiting(c) => request_size_limiting::access(c, req, state),
                 Config::RequestTermination(c) => request_termination::access(c, req),
             };
@@ -609,10 +645,12 @@ impl Chain {
             match &p.config {
                 Config::CorrelationId(c) => correlation_id::header_filter(c, state, headers),
                 Config::Cors(c) => cors::header_filter(c, state, headers),
+                Config::ResponseTransformer(c) => response_transformer::header_filter(c, headers),
                 Config::Acl(_)
                 | Config::BasicAuth(_)
                 | Config::IpRestriction(_)
                 | Config::KeyAuth(_)
+                | Config::RequestTransformer(_)
                 | Config::RequestSizeLimiting(_)
                 | Config::RequestTermination(_) => {}
             }

@@ -234,6 +234,8 @@ fn kong_priorities() {
             ("key-auth", 1250),
             ("request-size-limiting", 951),
             ("request-termination", 2),
+            ("request-transformer", 801),
+            ("response-transformer", 800),
         ]
     );
 }
@@ -1163,5 +1165,27 @@ fn credentials_validate_as_kong_and_basic_auth_passwords_are_hashed() {
     assert_eq!(
         schema::password_hash("secret", "00000000-0000-0000-0000-0000000a11ce"),
         "7e1c447c5730b4213e0822f853ace663796d8c9e"
+    );
+}
+
+#[test]
+fn transformers_fill_kong_defaults_and_take_single_values_as_lists() {
+    let empty = json!({"body": [], "headers": [], "querystring": []});
+    let mut replace = empty.clone();
+    replace["uri"] = Value::Null;
+    assert_eq!(
+        config_of("request-transformer", json!({})),
+        json!({"http_method": null, "remove": empty, "rename": empty, "replace": replace,
+               "add": empty, "append": empty})
+    );
+    // A form body's `config.add.headers=x:1` arrives as one string.
+    let c = config_of("request-transformer", json!({"add": {"headers": "x:1"}}));
+    assert_eq!(c["add"]["headers"], json!(["x:1"]));
+    let plain = json!({"json": [], "headers": []});
+    let written = json!({"json": [], "json_types": [], "headers": []});
+    assert_eq!(
+        config_of("response-transformer", json!({})),
+        json!({"remove": plain, "rename": plain, "replace": written, "add": written,
+               "append": written})
     );
 }

@@ -104,6 +104,9 @@ pin_project_lite::pin_project! {
         #[pin]
         timer: Option<Sleep>,
         waiting: bool,
+        // A body read whole and changed by a plugin (request-transformer),
+        // sent in place of `inner`, which is then at its end.
+        replacement: Option<Bytes>,
     }
 }
 
@@ -124,6 +127,40 @@ impl RequestBody {
             timeout,
             timer: None,
             waiting: false,
+            replacement: None,
+        }
+    }
+
+    /// Sends `body` instead of the client's, which [`read_all`] consumed.
+    pub fn replaced(mut self, body: Bytes) -> Self {
+        self.replacement = Some(body);
+        self.progress = None;
+        self
+    }
+}
+
+/// Reads a client's body whole, for a plugin that changes it: at most
+/// `limit` bytes (0: no limit), and no more than `timeout` between two reads
+/// (nginx's `client_body_timeout`). `body` is left at its end.
+pub async fn read_all(
+    body: &mut Incoming,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Bytes, ClientBodyError> {
+    use http_body_util::BodyExt;
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(timeout, body.frame()).await {
+            Err(_) => return Err(ClientBodyError::Timeout),
+            Ok(None) => return Ok(buf.freeze()),
+            Ok(Some(Err(_))) => return Err(ClientBodyError::Malformed),
+            Ok(Some(Ok(f))) => f,
+        };
+        if let Ok(data) = frame.into_data() {
+            if limit > 0 && (buf.len() + data.len()) as u64 > limit {
+                return Err(ClientBodyError::TooLarge);
+            }
+            buf.extend_from_slice(&data);
         }
     }
 }
@@ -152,6 +189,9 @@ impl Body for RequestBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
+        if let Some(data) = this.replacement.take() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
         let Some(p) = this.progress else {
             return this.inner.poll_frame(cx).map_err(Into::into);
         };
@@ -197,11 +237,14 @@ impl Body for RequestBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.replacement.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match &self.replacement {
+            Some(b) => SizeHint::with_exact(b.len() as u64),
+            None => self.inner.size_hint(),
+        }
     }
 }
 

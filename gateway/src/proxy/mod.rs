@@ -157,11 +157,14 @@ async fn proxy(
         // the route's match length still holds.
         let rewritten = state.uri.take();
         let client_uri = rewritten.as_ref().unwrap_or(&uri);
-        let Some(upstream_uri) =
+        let Some(mut upstream_uri) =
             upstream_path::build(client_uri, found.matched_path_len, route, service)
         else {
             return error(StatusCode::BAD_REQUEST, "Bad request", id);
         };
+        if let Some(p) = state.upstream_path.take() {
+            upstream_uri = upstream_path::with_path(&upstream_uri, &p);
+        }
         let stripped = route
             .strip_path
             .then(|| &path[..found.matched_path_len.min(path.len())]);
@@ -186,24 +189,115 @@ async fn proxy(
         headers.insert(&REQUEST_ID, id.clone());
         *req.uri_mut() = upstream_uri;
         *req.version_mut() = Version::HTTP_11;
+        if let Some(m) = state.method.take() {
+            *req.method_mut() = m;
+        }
 
-        let (parts, body) = req.into_parts();
-        let progress = (!hyper::body::Body::is_end_stream(&body)).then(Progress::new);
-        let body = RequestBody::new(
+        let (mut parts, mut body) = req.into_parts();
+        let changed = match state.body_changes.take() {
+            None => None,
+            Some(changes) => {
+                let limit = changed_body_limit(max_body, body_limit);
+                let timeout = shared.limits.client_body_timeout;
+                match plugins::request_transformer::read_and_change(
+                    &changes,
+                    &mut parts.headers,
+                    &mut body,
+                    limit,
+                    timeout,
+                )
+                .await
+                {
+                    Ok(b) => b,
+                    Err(e) => return client_body_error(e, id),
+                }
+            }
+        };
+        let progress =
+            (changed.is_none() && !hyper::body::Body::is_end_stream(&body)).then(Progress::new);
+        let mut body = RequestBody::new(
             body,
             progress.clone(),
             max_body,
             shared.limits.client_body_timeout,
         )
         .with_plugin_limit(body_limit);
+        if let Some(b) = changed {
+            body = body.replaced(b);
+        }
         let req = Request::from_parts(parts, body);
         forward(service, req, original_host, progress, id).await
     }
     .await;
     if !plugins.is_empty() {
+        if let Some(changes) = state.response_json.take() {
+            if plugins::response_transformer::is_json(resp.headers()) {
+                resp = change_json_response(resp, &changes, id).await;
+            }
+        }
         plugins.header_filter(&state, resp.headers_mut());
     }
     resp
+}
+
+/// The most of a response body read whole to be changed by a plugin.
+const CHANGED_RESPONSE_LIMIT: usize = 8 << 20;
+
+/// response-transformer's JSON changes: the body is read whole (a body
+/// larger than [`CHANGED_RESPONSE_LIMIT`] by its Content-Length streams
+/// unchanged; one found larger while read is a 502, as it can no longer be
+/// sent whole).
+async fn change_json_response(
+    resp: Response<ProxyBody>,
+    changes: &plugins::transform::Fieldset,
+    id: &HeaderValue,
+) -> Response<ProxyBody> {
+    use http_body_util::BodyExt;
+    let declared = hyper::body::Body::size_hint(resp.body()).exact();
+    if declared.is_some_and(|n| n > CHANGED_RESPONSE_LIMIT as u64) {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.as_mut().frame().await {
+        let Ok(frame) = frame else {
+            return error(
+                StatusCode::BAD_GATEWAY,
+                "An invalid response was received from the upstream server",
+                id,
+            );
+        };
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > CHANGED_RESPONSE_LIMIT {
+                tracing::warn!(request_id = ?id, "response-transformer: a JSON body without Content-Length is larger than {CHANGED_RESPONSE_LIMIT} bytes");
+                return error(
+                    StatusCode::BAD_GATEWAY,
+                    "An invalid response was received from the upstream server",
+                    id,
+                );
+            }
+            buf.extend_from_slice(&data);
+        }
+    }
+    let read = buf.freeze();
+    let changed = plugins::response_transformer::change(changes, &read).unwrap_or(read);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, changed.len().into());
+    Response::from_parts(parts, ProxyBody::full(changed))
+}
+
+/// The most of a body read whole to be changed by a plugin: the smaller of
+/// the configured limits, and 8 MiB at most, as a body nginx would buffer in
+/// memory rather than spool to disk.
+fn changed_body_limit(max_body: u64, plugin_limit: Option<u64>) -> u64 {
+    const CAP: u64 = 8 << 20;
+    [max_body, plugin_limit.unwrap_or(0), CAP]
+        .into_iter()
+        .filter(|l| *l > 0)
+        .min()
+        .unwrap_or(CAP)
 }
 
 /// Sends the request upstream, retrying other targets while nothing was sent.

@@ -6,6 +6,21 @@ use http::Uri;
 use crate::model::PathHandling;
 use crate::snapshot::{RouteEntry, ServiceEntry};
 
+/// `uri` with its path replaced by `path` (request-transformer's
+/// `replace.uri`), the query kept; unchanged if `path` cannot be a path.
+pub fn with_path(uri: &Uri, path: &str) -> Uri {
+    let mut out = String::with_capacity(path.len() + 16);
+    if !path.starts_with('/') {
+        out.push('/');
+    }
+    out.push_str(path);
+    if let Some(q) = uri.query() {
+        out.push('?');
+        out.push_str(q);
+    }
+    out.parse().unwrap_or_else(|_| uri.clone())
+}
+
 /// The origin-form URI for the upstream request; None if it cannot be formed.
 pub fn build(
     uri: &Uri,

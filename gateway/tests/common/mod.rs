@@ -288,6 +288,29 @@ async fn echo(
             .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
         return Ok(r);
     }
+    if path.contains("/echo-body") {
+        // The body as received, with its type and length headers.
+        let (parts, body) = req.into_parts();
+        let got = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        let h = |n: &str| {
+            parts
+                .headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        return Ok(json(serde_json::json!({
+            "method": parts.method.as_str(),
+            "uri": parts.uri.to_string(),
+            "content_type": h("content-type"),
+            "content_length": h("content-length"),
+            "body": String::from_utf8_lossy(&got),
+        })));
+    }
     if path == "/upload" {
         let mut body = req.into_body();
         let mut received = 0u64;
