@@ -25,6 +25,14 @@ pub struct Snapshot {
     pub entities: Arc<Entities>,
     /// False for the empty snapshot a node starts with before any config.
     pub loaded: bool,
+    /// When it was built (Unix seconds).
+    pub built_at: u64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 pub struct RouteEntry {
@@ -71,6 +79,7 @@ impl Snapshot {
             hash: "00000000000000000000000000000000".into(),
             entities: Arc::default(),
             loaded: false,
+            built_at: unix_now(),
         }
     }
 
@@ -95,6 +104,12 @@ impl Snapshot {
             services.insert(s.id, Arc::new(service_entry(s, &upstreams, pools)?));
         }
         let plugins = PluginIndex::new(&entities)?;
+        // Prometheus labels series by names; ids stand in for missing ones.
+        let service_names: HashMap<Uuid, String> = entities
+            .services
+            .iter()
+            .map(|s| (s.id, s.name.clone().unwrap_or_else(|| s.id.to_string())))
+            .collect();
         let mut routes = Vec::with_capacity(entities.routes.len());
         let mut entries = Vec::with_capacity(entities.routes.len());
         for r in &entities.routes {
@@ -106,6 +121,15 @@ impl Snapshot {
                 },
                 None => None,
             };
+            let mut chain = plugins.chain(r.id, r.service.map(|s| s.id));
+            if chain.wants_metrics() {
+                let service = r
+                    .service
+                    .and_then(|s| service_names.get(&s.id).cloned())
+                    .unwrap_or_default();
+                let route = r.name.clone().unwrap_or_else(|| r.id.to_string());
+                chain.attach_metrics(r.id, &service, &route);
+            }
             entries.push(RouteEntry {
                 id: r.id,
                 service,
@@ -115,7 +139,7 @@ impl Snapshot {
                 http: r.protocols.contains(&Protocol::Http),
                 https: r.protocols.contains(&Protocol::Https),
                 https_redirect_status_code: r.https_redirect_status_code,
-                plugins: plugins.chain(r.id, r.service.map(|s| s.id)),
+                plugins: chain,
             });
             routes.push(r.clone());
         }
@@ -126,6 +150,7 @@ impl Snapshot {
             hash: configuration_hash(&entities),
             entities: Arc::new(entities),
             loaded: true,
+            built_at: unix_now(),
         })
     }
 }

@@ -57,6 +57,9 @@ pub fn router(state: AdminState) -> Router {
     let app = Router::new()
         .route("/status", get(status))
         .route("/status/ready", get(ready))
+        // Kong serves the prometheus plugin's metrics on its Status API,
+        // open to scrapers like /status.
+        .route("/metrics", get(metrics))
         .merge(protected)
         .layer(axum::middleware::from_fn(kong_errors))
         .with_state(state);
@@ -150,6 +153,49 @@ async fn node_info(State(s): State<AdminState>) -> Json<serde_json::Value> {
         "configuration": s.node.configuration,
         "plugins": { "available_on_server": available, "enabled_in_cluster": enabled },
     }))
+}
+
+/// The prometheus plugin's exposition (text format 0.0.4).
+async fn metrics(State(s): State<AdminState>) -> Response {
+    let reachable = s.cluster.as_ref().is_none_or(|c| c.database_reachable());
+    let snapshot = s.shared.snapshot.load();
+    let e = &snapshot.entities;
+    // Target health only when a prometheus instance asks for it; no active
+    // or passive checks run here, so every target is `healthchecks_off`.
+    let health = e.plugins.iter().any(|p| {
+        p.enabled && p.name == "prometheus" && p.config["upstream_health_metrics"] == true
+    });
+    let targets = if health {
+        e.targets
+            .iter()
+            .filter_map(|t| {
+                let u = e.upstreams.iter().find(|u| u.id == t.upstream.id)?;
+                Some((u.name.clone(), t.target.clone(), "healthchecks_off"))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let status = s.shared.status.to_json(reachable);
+    let node_id = s.node.node_id.to_string();
+    let body = crate::plugins::prometheus::render(&crate::plugins::prometheus::NodeFacts {
+        node_id: &node_id,
+        hostname: &s.node.hostname,
+        version: env!("CARGO_PKG_VERSION"),
+        status: &status,
+        database_reachable: reachable,
+        config_hash: &snapshot.hash,
+        config_loaded_at: snapshot.built_at,
+        targets,
+    });
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Kong's `/status` body. It is also the classic ELB's health check (the

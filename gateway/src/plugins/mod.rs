@@ -44,8 +44,12 @@ pub mod basic_auth;
 pub mod consumers;
 pub mod correlation_id;
 pub mod cors;
+pub mod file_log;
+pub mod http_log;
 pub mod ip_restriction;
 pub mod key_auth;
+pub mod log;
+pub mod prometheus;
 pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
@@ -73,8 +77,11 @@ pub const IMPLEMENTED: &[(&str, u32)] = &[
     ("basic-auth", basic_auth::PRIORITY),
     ("correlation-id", correlation_id::PRIORITY),
     ("cors", cors::PRIORITY),
+    ("file-log", file_log::PRIORITY),
+    ("http-log", http_log::PRIORITY),
     ("ip-restriction", ip_restriction::PRIORITY),
     ("key-auth", key_auth::PRIORITY),
+    ("prometheus", prometheus::PRIORITY),
     ("request-size-limiting", request_size_limiting::PRIORITY),
     ("request-termination", request_termination::PRIORITY),
     ("request-transformer", request_transformer::PRIORITY),
@@ -88,8 +95,11 @@ pub enum Config {
     BasicAuth(basic_auth::Config),
     CorrelationId(correlation_id::Config),
     Cors(cors::Config),
+    FileLog(file_log::Config),
+    HttpLog(http_log::Config),
     IpRestriction(ip_restriction::Config),
     KeyAuth(key_auth::Config),
+    Prometheus(prometheus::Config),
     RequestTransformer(request_transformer::Config),
     ResponseTransformer(response_transformer::Config),
     RequestSizeLimiting(request_size_limiting::Config),
@@ -112,6 +122,18 @@ fn parse(name: &str, f: &mut Fields) -> Option<(Config, Map<String, Value>)> {
         "key-auth" => {
             let (c, out) = key_auth::parse(f);
             (Config::KeyAuth(c), out)
+        }
+        "file-log" => {
+            let (c, out) = file_log::parse(f);
+            (Config::FileLog(c), out)
+        }
+        "http-log" => {
+            let (c, out) = http_log::parse(f);
+            (Config::HttpLog(c), out)
+        }
+        "prometheus" => {
+            let (c, out) = prometheus::parse(f);
+            (Config::Prometheus(c), out)
         }
         "request-transformer" => {
             let (c, out) = request_transformer::parse(f);
@@ -214,6 +236,9 @@ pub fn schema_json(name: &str) -> Option<Value> {
         "acl" => acl::schema(),
         "basic-auth" => basic_auth::schema(),
         "key-auth" => key_auth::schema(),
+        "file-log" => file_log::schema(),
+        "http-log" => http_log::schema(),
+        "prometheus" => prometheus::schema(),
         "request-transformer" => request_transformer::schema(),
         "response-transformer" => response_transformer::schema(),
         "correlation-id" => correlation_id::schema(),
@@ -409,10 +434,18 @@ impl Index {
                 Config::KeyAuth(_) | Config::BasicAuth(_) | Config::Acl(_)
             )
         });
+        let has_log = instances().any(|p| p.config.logs());
+        let logs_headers =
+            instances().any(|p| matches!(p.config, Config::HttpLog(_) | Config::FileLog(_)));
+        let has_prometheus = instances().any(|p| matches!(p.config, Config::Prometheus(_)));
         Chain {
             directory: needs_directory.then(|| self.directory.clone()),
             slots: list.into_boxed_slice(),
             needs_client,
+            has_log,
+            logs_headers,
+            has_prometheus,
+            metrics: None,
         }
     }
 }
@@ -491,6 +524,23 @@ pub struct Chain {
     needs_client: bool,
     /// The snapshot's consumers, for a chain with auth or acl plugins.
     directory: Option<Arc<consumers::Directory>>,
+    /// A plugin runs in the log phase (prometheus, http-log, file-log).
+    has_log: bool,
+    /// A plugin logs the request and response headers.
+    logs_headers: bool,
+    has_prometheus: bool,
+    /// The route's prometheus series ([`Chain::attach_metrics`]).
+    metrics: Option<Arc<prometheus::RouteMetrics>>,
+}
+
+impl Config {
+    /// Runs in the log phase.
+    fn logs(&self) -> bool {
+        matches!(
+            self,
+            Config::Prometheus(_) | Config::HttpLog(_) | Config::FileLog(_)
+        )
+    }
 }
 
 /// What the access phase sees of a request.
@@ -556,6 +606,51 @@ impl Chain {
         self.slots.is_empty()
     }
 
+    /// Whether a plugin runs in the log phase: the proxy then keeps what the
+    /// phase reads ([`log::Pending`]).
+    pub fn has_log(&self) -> bool {
+        self.has_log
+    }
+
+    /// Whether the log phase needs the request and response headers.
+    pub fn logs_headers(&self) -> bool {
+        self.logs_headers
+    }
+
+    /// Gives a chain with prometheus its route's series (labelled with the
+    /// service's and route's names, or ids when unnamed), when the snapshot
+    /// is built.
+    pub fn attach_metrics(&mut self, route: Uuid, service_name: &str, route_name: &str) {
+        if self.has_prometheus {
+            self.metrics = Some(prometheus::REGISTRY.route(route, service_name, route_name));
+        }
+    }
+
+    pub fn wants_metrics(&self) -> bool {
+        self.has_prometheus
+    }
+
+    /// The log phase: every log plugin of the chain, for the instance that
+    /// applies to the request's consumer. Kong runs it whatever answered, a
+    /// plugin's 401 or 429 included.
+    pub fn log(&self, p: &log::Pending) {
+        for slot in self.slots.iter() {
+            let Some(instance) = slot.resolve(p.consumer) else {
+                continue;
+            };
+            match &instance.config {
+                Config::Prometheus(c) => {
+                    if let Some(m) = &self.metrics {
+                        prometheus::log(c, m, p);
+                    }
+                }
+                Config::HttpLog(c) => http_log::log(c, p),
+                Config::FileLog(c) => file_log::log(c, p),
+                _ => {}
+            }
+        }
+    }
+
     /// Whether a plugin reads [`Request::client`]; when none does, the
     /// connection's address will do and no header is parsed for it.
     pub fn needs_client(&self) -> bool {
@@ -619,6 +714,7 @@ impl Chain {
                     response_transformer::access(c, state);
                     None
                 }
+                Config::Prometheus(_) | Config::HttpLog(_) | Config::FileLog(_) => None,
                 Config::RequestSizeLimiting(c) => request_size_limiting::access(c, req, state),
                 Config::RequestTermination(c) => request_termination::access(c, req),
             };
@@ -647,6 +743,9 @@ impl Chain {
                 Config::Cors(c) => cors::header_filter(c, state, headers),
                 Config::ResponseTransformer(c) => response_transformer::header_filter(c, headers),
                 Config::Acl(_)
+                | Config::Prometheus(_)
+                | Config::HttpLog(_)
+                | Config::FileLog(_)
                 | Config::BasicAuth(_)
                 | Config::IpRestriction(_)
                 | Config::KeyAuth(_)

@@ -230,8 +230,11 @@ fn kong_priorities() {
             ("basic-auth", 1100),
             ("correlation-id", 100_001),
             ("cors", 2000),
+            ("file-log", 9),
+            ("http-log", 12),
             ("ip-restriction", 990),
             ("key-auth", 1250),
+            ("prometheus", 13),
             ("request-size-limiting", 951),
             ("request-termination", 2),
             ("request-transformer", 801),
@@ -397,7 +400,7 @@ fn body_of(r: http::Response<ProxyBody>) -> Value {
         ProxyBody::Full { data } => {
             serde_json::from_slice(&data.unwrap_or_default()).unwrap_or(Value::Null)
         }
-        ProxyBody::Upstream { .. } => panic!("not a local body"),
+        ProxyBody::Upstream { .. } | ProxyBody::Observed { .. } => panic!("not a local body"),
     }
 }
 

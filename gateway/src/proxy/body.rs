@@ -263,7 +263,19 @@ pin_project_lite::pin_project! {
             waiting: bool,
         },
         Full { data: Option<Bytes> },
+        // A body whose end (sent whole, failed, or dropped when the client
+        // went away) runs the plugins' log phase: `observer` counts the
+        // bytes, and its `Drop` logs.
+        Observed {
+            inner: Pin<Box<ProxyBody>>,
+            observer: Box<dyn Observer>,
+        },
     }
+}
+
+/// Sees a response body go out; dropping it ends the request (the log phase).
+pub trait Observer: Send + Sync {
+    fn sent(&mut self, bytes: usize);
 }
 
 impl ProxyBody {
@@ -296,7 +308,19 @@ impl ProxyBody {
 
     /// Made by the gateway, not streamed from an upstream.
     pub fn is_local(&self) -> bool {
-        matches!(self, ProxyBody::Full { .. })
+        match self {
+            ProxyBody::Full { .. } => true,
+            ProxyBody::Observed { inner, .. } => inner.is_local(),
+            ProxyBody::Upstream { .. } => false,
+        }
+    }
+
+    /// This body, with `observer` told of what is sent and dropped at its end.
+    pub fn observed(self, observer: Box<dyn Observer>) -> Self {
+        ProxyBody::Observed {
+            inner: Box::pin(self),
+            observer,
+        }
     }
 }
 
@@ -315,6 +339,15 @@ impl Body for ProxyBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project() {
             ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBodyProj::Observed { inner, observer } => {
+                let frame = ready!(inner.as_mut().poll_frame(cx));
+                if let Some(Ok(f)) = &frame {
+                    if let Some(d) = f.data_ref() {
+                        observer.sent(d.len());
+                    }
+                }
+                Poll::Ready(frame)
+            }
             ProxyBodyProj::Upstream {
                 mut inner,
                 conn,
@@ -365,6 +398,7 @@ impl Body for ProxyBody {
         match self {
             ProxyBody::Full { data } => data.is_none(),
             ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Observed { inner, .. } => inner.is_end_stream(),
         }
     }
 
@@ -374,6 +408,7 @@ impl Body for ProxyBody {
                 SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
             }
             ProxyBody::Upstream { inner, .. } => inner.size_hint(),
+            ProxyBody::Observed { inner, .. } => inner.size_hint(),
         }
     }
 }

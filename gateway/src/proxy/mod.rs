@@ -122,6 +122,17 @@ async fn proxy(
     // whatever answers. A route without plugins skips both on one check.
     let plugins = &route.plugins;
     let mut state = RequestState::default();
+    // What the log phase reads, for a chain with log plugins only.
+    let mut pending = plugins.has_log().then(|| {
+        log_start(
+            &snapshot,
+            found.route,
+            &req,
+            conn.client,
+            plugins.logs_headers(),
+        )
+    });
+    let mut exit = None;
     if !plugins.is_empty() {
         let method = req.method().clone();
         let client = if plugins.needs_client() {
@@ -129,6 +140,9 @@ async fn proxy(
         } else {
             conn.client
         };
+        if let Some(p) = pending.as_mut() {
+            p.client = client;
+        }
         let mut view = plugins::Request {
             method: &method,
             uri: &uri,
@@ -139,13 +153,11 @@ async fn proxy(
             route: route.id,
             service: route.service.as_ref().map(|s| s.id),
         };
-        if let Some(mut r) = plugins.access(&mut view, &mut state) {
-            plugins.header_filter(&state, r.headers_mut());
-            return r;
-        }
+        exit = plugins.access(&mut view, &mut state);
     }
+    let asked = pending.as_ref().map(|_| std::time::Instant::now());
     let body_limit = state.body_limit;
-    let mut resp = async {
+    let upstream = async {
         let Some(service) = route.service.as_deref() else {
             return error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -227,8 +239,16 @@ async fn proxy(
         }
         let req = Request::from_parts(parts, body);
         forward(service, req, original_host, progress, id).await
-    }
-    .await;
+    };
+    let plugin_answered = exit.is_some();
+    let mut resp = match exit {
+        Some(r) => {
+            // Never run: it only borrowed the request state.
+            drop(upstream);
+            r
+        }
+        None => upstream.await,
+    };
     if !plugins.is_empty() {
         if let Some(changes) = state.response_json.take() {
             if plugins::response_transformer::is_json(resp.headers()) {
@@ -237,7 +257,73 @@ async fn proxy(
         }
         plugins.header_filter(&state, resp.headers_mut());
     }
+    if let Some(mut p) = pending {
+        p.consumer = state.consumer;
+        p.status = resp.status().as_u16();
+        p.source = match (resp.body().is_local(), plugin_answered) {
+            (false, _) => plugins::log::Source::Service,
+            (true, true) => plugins::log::Source::Kong,
+            (true, false) if resp.status().is_server_error() => plugins::log::Source::Error,
+            (true, false) => plugins::log::Source::Kong,
+        };
+        if let Some(asked) = asked {
+            p.kong_latency_ms = asked.duration_since(p.started).as_millis() as u64;
+            if !plugin_answered && !resp.body().is_local() {
+                p.upstream_latency_ms = Some(asked.elapsed().as_millis() as u64);
+            }
+        }
+        p.head_size = head_size(resp.headers());
+        if p.request_headers.is_some() {
+            p.response_headers = Some(resp.headers().clone());
+        }
+        resp = resp.map(|b| b.observed(Box::new(p)));
+    }
     resp
+}
+
+/// The log phase's record of a request, started when its route is found.
+fn log_start(
+    snapshot: &Arc<Snapshot>,
+    route_index: usize,
+    req: &Request<Incoming>,
+    client: std::net::IpAddr,
+    with_headers: bool,
+) -> plugins::log::Pending {
+    let body = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 11;
+    plugins::log::Pending {
+        snapshot: snapshot.clone(),
+        route_index,
+        started: std::time::Instant::now(),
+        started_at: plugins::log::Pending::now_ms(),
+        client,
+        consumer: None,
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        request_headers: with_headers.then(|| req.headers().clone()),
+        response_headers: None,
+        request_size: line as u64 + head_size(req.headers()) + body,
+        status: 0,
+        source: plugins::log::Source::Kong,
+        upstream_latency_ms: None,
+        kong_latency_ms: 0,
+        upstream_uri: None,
+        sent: 0,
+        head_size: 0,
+    }
+}
+
+/// The bytes of a head's header lines, as written on the wire.
+fn head_size(h: &HeaderMap) -> u64 {
+    h.iter()
+        .map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64)
+        .sum::<u64>()
+        + 2
 }
 
 /// The most of a response body read whole to be changed by a plugin.
