@@ -184,6 +184,37 @@ def scenario_block(rounds, facts, scenario, notes):
     return block, busy
 
 
+PLUGINS = "plugins."
+
+
+def plugins_block(rounds, facts, notes):
+    """Per plugin set (gen_plugins.py), the gateway's figures and its CPU per
+    request against the set without plugins ("none")."""
+    names = []
+    for r in rounds:
+        if r["scenario"].startswith(PLUGINS) and r["scenario"][len(PLUGINS):] not in names:
+            names.append(r["scenario"][len(PLUGINS):])
+    block = {}
+    for n in names:
+        rs = [r for r in rounds if r["scenario"] == PLUGINS + n]
+        block[n] = {
+            "cpu_s_per_10k": rnd(median(r["cpu_s_per_10k"] for r in rs), 4),
+            "rps": rnd(median(r["rps"] for r in rs), 1),
+            "p99_ms": rnd(median(r["p99_ms"] for r in rs), 3),
+            "peak_rss_mb": facts.get(f"hwm.plugins.{n}"),
+            "rounds": len(rs),
+        }
+        errors = sum(r["errors"] for r in rs)
+        if errors:
+            notes[f"plugins.{n}.errors"] = f"wrk counted {errors} errors (socket errors or non-2xx/3xx) over {len(rs)} rounds"
+    base = block.get("none", {}).get("cpu_s_per_10k")
+    for n, b in block.items():
+        b["ratio_cpu_vs_none"] = rnd(ratio(b["cpu_s_per_10k"], base), 3)
+    if not block:
+        notes["plugins"] = "not measured (the run stopped before it)"
+    return block
+
+
 def propagation_block(facts, mode, notes):
     """propagation_ms (the figures) and meta.propagation (every sample), from
     the fact lib/propagation.py recorded."""
@@ -263,6 +294,16 @@ def print_table(result, busy, facts, out):
           + row(("/".join(f"{v:.0f}" for v in b["machine"][c].values()) or None) for c in CONTENDERS))
         w(f"  gateway vs nginx: req/s x{fmt(block['ratio_rps_vs_nginx'], '{:.2f}')}, "
           f"p99 x{fmt(block['ratio_p99_vs_nginx'], '{:.2f}')}   ((Nx) = that contender / gateway)\n")
+    plugins = result.get("plugins") or {}
+    if plugins:
+        w("\nPlugins: the gateway alone, 1 route, plain HTTP, one plugin set at a time "
+          "(tests/perf/gen_plugins.py)\n")
+        w(f"  {'set':<26}{'CPU s per 10k':>14}{'vs none':>10}{'req/s':>10}{'p99 ms':>9}\n")
+        for n, b in plugins.items():
+            r = b["ratio_cpu_vs_none"]
+            w(f"  {n:<26}{fmt(b['cpu_s_per_10k'], '{:.4f}'):>14}"
+              f"{(fmt((r - 1) * 100, '{:+.1f}%') if r is not None else '-'):>10}"
+              f"{fmt(b['rps'], '{:.0f}'):>10}{fmt(b['p99_ms'], '{:.2f}'):>9}\n")
     w("\nGateway node\n")
     w(f"  RSS idle (1 route)        {fmt(result['rss_mb']['idle'], '{:.1f}')} MB\n")
     w(f"  RSS with 10,000 routes    {fmt(result['rss_mb']['routes_10k'], '{:.1f}')} MB\n")
@@ -338,6 +379,7 @@ def summarize(a):
     busy = {}
     for scenario, _ in SCENARIOS:
         result[scenario], busy[scenario] = scenario_block(rounds, facts, scenario, notes)
+    result["plugins"] = plugins_block(rounds, facts, notes)
     startup = facts.get("startup") or {}
     startup10k = facts.get("startup_10k") or {}
     result["rss_mb"] = {"idle": startup.get("rss_mb"), "routes_10k": startup10k.get("rss_mb")}

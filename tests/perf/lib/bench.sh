@@ -4,11 +4,14 @@
 # STARTUP_RUNS_10K, ROUTES_10K, plus what lib/contenders.sh needs.
 
 # wrk_run SECONDS URL OUT: one wrk run from the load CPUs; bounded by timeout.
+# Sends the request headers in WRK_HEADERS (an array), if any.
+WRK_HEADERS=()
 wrk_run() {
-  local s=$1 u=$2 out=$3 pin=()
+  local s=$1 u=$2 out=$3 pin=() h hargs=()
   [ -n "$LOAD_CPUS" ] && pin=(taskset -c "$LOAD_CPUS")
+  for h in "${WRK_HEADERS[@]}"; do hargs+=(-H "$h"); done
   timeout $((s + 30)) "${pin[@]}" wrk -t"$WRK_THREADS" -c"$WRK_CONNS" -d"${s}s" \
-    --timeout 5s --latency -s "$LIB/report.lua" "$u" >"$out" 2>&1
+    --timeout 5s --latency "${hargs[@]}" -s "$LIB/report.lua" "$u" >"$out" 2>&1
 }
 
 # bench_round SCENARIO NAME URL ROUND: one measured turn of one contender.

@@ -1,0 +1,63 @@
+# shellcheck shell=bash
+# tests/perf: what each plugin costs. The gateway alone (nginx and HAProxy
+# have no Kong plugins), one route, through the same front HAProxy, once per
+# plugin set of gen_plugins.py: "none" is the baseline every other set is
+# compared with. Sets take turns within each round (none, key-auth, ...,
+# none, key-auth, ...), so drift on the machine spreads over all of them.
+# Needs from run: PLUGIN_ROUND_S, ROUNDS, WARMUP_S, plus what bench.sh needs.
+
+# fetch_with URL HEADER...: fetch with request headers (FETCH_CODE, FETCH_BODY).
+fetch_with() {
+  local u=$1 args=() h out
+  shift
+  for h in "$@"; do args+=(-H "$h"); done
+  out=$(curl -sk --max-time 5 "${args[@]}" -o - -w '\n%{http_code}' "$u" 2>/dev/null) || true
+  FETCH_CODE=${out##*$'\n'}
+  FETCH_BODY=${out%$'\n'*}
+  [ -n "$FETCH_CODE" ] || FETCH_CODE=000
+}
+
+run_plugin_costs() {
+  local sets=() line name r i headers=() u c=gateway
+  budget_check "plugin costs"
+  mapfile -t sets < <(python3 "$HERE/gen_plugins.py" "127.0.0.1:$UPSTREAM_PORT" "$WORK/plugins") ||
+    die "gen_plugins.py failed"
+  for line in "${sets[@]}"; do
+    name=${line%%$'\t'*}
+    render_conf gateway.conf.tmpl "$WORK/gateway-plugins-$name.conf" \
+      "ROUTES_FILE=$WORK/plugins/plugins-$name.yml"
+  done
+  u=$(url gateway http /svc-0/)
+  log "plugins: ${#sets[@]} sets on one route, ${PLUGIN_ROUND_S}s per set per round, $ROUNDS rounds"
+  for r in $(seq 1 "$ROUNDS"); do
+    for line in "${sets[@]}"; do
+      IFS=$'\t' read -r -a headers <<<"$line"
+      name=${headers[0]}
+      headers=("${headers[@]:1}")
+      spawn "gateway-plugins-$name" "$CONTENDER_CPUS" "$GATEWAY_BIN" start \
+        --conf "$WORK/gateway-plugins-$name.conf"
+      # shellcheck disable=SC2004 # CPID is associative (lib/contenders.sh)
+      CPID[$c]=$SPAWNED_PID
+      for i in $(seq 1 300); do
+        alive "${CPID[$c]}" ||
+          { tail_log "gateway-plugins-$name"; die "the gateway with $name exited at start"; }
+        fetch_with "$u" "${headers[@]}"
+        [ "$FETCH_CODE" = 200 ] && break
+        sleep 0.1
+      done
+      if [ "$FETCH_CODE" != 200 ] || [ "$FETCH_BODY" != "$UPSTREAM_BODY" ]; then
+        tail_log "gateway-plugins-$name"
+        die "the gateway with $name answers $FETCH_CODE '$FETCH_BODY', not 200 'ok' (after $i tries)"
+      fi
+      # shellcheck disable=SC2034 # read by wrk_run
+      WRK_HEADERS=("${headers[@]}")
+      wrk_run "$WARMUP_S" "$u" "$WORK/wrk-plugins-$name-warmup-$r.txt" ||
+        { cat "$WORK/wrk-plugins-$name-warmup-$r.txt" >&2; die "wrk failed against $name (warm-up)"; }
+      ROUND_S=$PLUGIN_ROUND_S bench_round "plugins.$name" "$c" "$u" "$r"
+      # shellcheck disable=SC2034 # read by wrk_run
+      WRK_HEADERS=()
+      [ "$r" = "$ROUNDS" ] && fact "hwm.plugins.$name" "$(python3 "$LIB/procstat.py" hwm "${CPID[$c]}")"
+      stop_contender "$c"
+    done
+  done
+}
