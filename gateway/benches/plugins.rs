@@ -74,7 +74,7 @@ fn bench(c: &mut Criterion) {
                 route: uuid::Uuid::nil(),
                 service: None,
             };
-            let exit = four.access(&mut req, &mut state);
+            let exit = gateway::plugins::now_or_never(four.access(&mut req, &mut state)).flatten();
             let mut resp = HeaderMap::new();
             four.header_filter(&state, &mut resp);
             black_box((exit.is_some(), resp))

@@ -174,6 +174,8 @@ async fn join_cluster(
     pools: &Arc<Pools>,
 ) -> anyhow::Result<Arc<Cluster>> {
     let store = Store::new(&config.pg);
+    // rate-limiting's `cluster` policy counts in this database.
+    crate::plugins::rate_limiting::cluster::set_pool(store.pool.clone());
     loop {
         store.wait_until_reachable().await;
         match migrations::state(&store).await {

@@ -207,8 +207,8 @@ fn status_of(chain: &Chain) -> Option<u16> {
         route: uuid::Uuid::nil(),
         service: None,
     };
-    chain
-        .access(&mut req, &mut state)
+    super::now_or_never(chain.access(&mut req, &mut state))
+        .expect("local plugins do not wait")
         .map(|r| r.status().as_u16())
 }
 
@@ -363,7 +363,7 @@ fn run(chain: &Chain, method: Method, uri: &str, headers: &[(&str, &str)], clien
     let uri: Uri = uri.parse().unwrap();
     let id = HeaderValue::from_static("0123");
     let mut state = RequestState::default();
-    let exit = chain.access(
+    let exit = super::now_or_never(chain.access(
         &mut Request {
             method: &method,
             uri: &uri,
@@ -375,7 +375,8 @@ fn run(chain: &Chain, method: Method, uri: &str, headers: &[(&str, &str)], clien
             service: None,
         },
         &mut state,
-    );
+    ))
+    .expect("local plugins do not wait");
     Run {
         exit,
         state,

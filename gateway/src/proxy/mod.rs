@@ -139,7 +139,7 @@ async fn proxy(
             route: route.id,
             service: route.service.as_ref().map(|s| s.id),
         };
-        if let Some(mut r) = plugins.access(&mut view, &mut state) {
+        if let Some(mut r) = plugins.access(&mut view, &mut state).await {
             plugins.header_filter(&state, r.headers_mut());
             return r;
         }

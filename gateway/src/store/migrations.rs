@@ -14,14 +14,22 @@ pub struct Migration {
     pub teardown: Option<&'static str>,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    name: "000_base",
-    up: include_str!("../../migrations/000_base.up.sql"),
-    teardown: None,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        name: "000_base",
+        up: include_str!("../../migrations/000_base.up.sql"),
+        teardown: None,
+    },
+    Migration {
+        name: "001_ratelimiting",
+        up: include_str!("../../migrations/001_ratelimiting.up.sql"),
+        teardown: None,
+    },
+];
 
 /// Tables dropped by `reset`, children first.
 const TABLES: &[&str] = &[
+    "ratelimiting_metrics",
     "plugins",
     "targets",
     "routes",
