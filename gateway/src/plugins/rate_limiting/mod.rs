@@ -100,13 +100,20 @@ impl Usage {
     }
 }
 
-fn positive(f: &mut Fields, name: &str) -> Option<f64> {
-    let v = f.number(name)?;
-    if v <= 0.0 {
-        f.error(name, "value must be greater than 0");
-        return None;
+/// A number > 0 and its value as given (an integer stays one in the output).
+fn positive(f: &mut Fields, name: &str) -> Option<(f64, Value)> {
+    let raw = f.take(name)?;
+    match raw.as_f64() {
+        Some(v) if v > 0.0 => Some((v, raw)),
+        Some(_) => {
+            f.error(name, "value must be greater than 0");
+            None
+        }
+        None => {
+            f.error(name, "expected a number");
+            None
+        }
     }
-    Some(v)
 }
 
 /// Kong's `%.1f` of the period-order message.
@@ -189,8 +196,11 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
     let mut raw = Vec::new();
     for p in PERIODS {
         let v = positive(f, p.name());
-        out.insert(p.name().into(), opt(v));
-        if let Some(v) = v {
+        out.insert(
+            p.name().into(),
+            v.as_ref().map_or(Value::Null, |(_, raw)| raw.clone()),
+        );
+        if let Some((v, _)) = v {
             raw.push((p, v));
             // A fractional limit counts whole requests: 2.5 lets 2 through.
             limits.push((p, v.floor() as u64));
