@@ -401,3 +401,22 @@ services:
     );
     assert!(!gw.log().contains("foobared"));
 }
+
+#[test]
+fn db_less_nodes_refuse_the_cluster_policy() {
+    let yaml = r#"
+_format_version: "3.0"
+plugins:
+- name: rate-limiting
+  config: {minute: 5, policy: cluster}
+"#;
+    let mut gw = gateway().declarative(yaml).spawn();
+    let code = gw.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(1), "{}", gw.log());
+    assert!(
+        gw.log()
+            .contains("plugins[0].config.policy: expected one of: local, redis"),
+        "{}",
+        gw.log()
+    );
+}

@@ -33,6 +33,14 @@ pub use window::{Period, PERIODS};
 
 pub const PRIORITY: u32 = 910;
 
+/// Set by a DB-less node before it loads its configuration: there, as in
+/// Kong, `policy` is one of `local` and `redis` only.
+static DB_LESS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn set_db_less(on: bool) {
+    DB_LESS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 const DEFAULT_MESSAGE: &str = "API rate limit exceeded";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +60,9 @@ pub enum Policy {
     Redis,
 }
 
-/// Kong's `config.redis` record (its shared Redis schema).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Kong's `config.redis` record (its shared Redis schema). `Debug` leaves
+/// the password out, so that no log shows it.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct RedisConfig {
     pub host: Option<String>,
     pub port: u16,
@@ -61,6 +70,19 @@ pub struct RedisConfig {
     pub username: Option<String>,
     pub password: Option<String>,
     pub database: i64,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -228,7 +250,12 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
             f.error("path", "should start with: /");
         }
     }
-    let policy = match f.one_of("policy", &["local", "cluster", "redis"], "local") {
+    let policies: &[&str] = if DB_LESS.load(std::sync::atomic::Ordering::Relaxed) {
+        &["local", "redis"]
+    } else {
+        &["local", "cluster", "redis"]
+    };
+    let policy = match f.one_of("policy", policies, "local") {
         "cluster" => Policy::Cluster,
         "redis" => Policy::Redis,
         _ => Policy::Local,
@@ -446,7 +473,7 @@ pub(super) async fn access(
         Outcome::Allowed(c) => (c, false),
         Outcome::Refused(c) => (c, true),
     };
-    let usage = usage(c, &counts, refused, now_ms);
+    let usage = usage(c, &counts, now_ms);
     if refused {
         let mut r = super::error(c.error_code, &c.error_message, req.request_id);
         if !c.hide_client_headers {
@@ -466,7 +493,7 @@ pub(super) async fn access(
 /// Kong's header values: per period the limit and what remains after this
 /// request; `RateLimit-*` for the period with the least remaining (the
 /// longer one on a tie), and the seconds until its window ends.
-pub fn usage(c: &Config, counts: &Counts, refused: bool, now_ms: i64) -> Usage {
+pub fn usage(c: &Config, counts: &Counts, now_ms: i64) -> Usage {
     let mut u = Usage::default();
     let mut best: Option<(u64, u64)> = None; // (remaining, window seconds)
     for (i, &(p, limit)) in c.limits.iter().enumerate() {
@@ -487,7 +514,6 @@ pub fn usage(c: &Config, counts: &Counts, refused: bool, now_ms: i64) -> Usage {
             u.reset = secs.saturating_sub(elapsed).max(1);
         }
     }
-    let _ = refused;
     u
 }
 
