@@ -479,7 +479,7 @@ pub(super) async fn access(
         if !c.hide_client_headers {
             set_headers(&usage, r.headers_mut());
             r.headers_mut()
-                .insert(http::header::RETRY_AFTER, HeaderValue::from(usage.reset));
+                .insert(http::header::RETRY_AFTER, num(usage.reset));
         }
         // The header filter runs on this answer too; the headers are set.
         return Some(r);
@@ -544,6 +544,21 @@ pub fn header_names(p: Period) -> (&'static HeaderName, &'static HeaderName) {
     (&LIMIT_NAMES[p as usize], &REMAINING_NAMES[p as usize])
 }
 
+/// Header values of small numbers, made once: a request's rate-limit
+/// headers then allocate nothing (a `HeaderValue` from an integer does).
+static SMALL: std::sync::LazyLock<Box<[HeaderValue]>> = std::sync::LazyLock::new(|| {
+    (0..1024u32)
+        .map(|n| HeaderValue::from_static(Box::leak(n.to_string().into_boxed_str())))
+        .collect()
+});
+
+fn num(n: u64) -> HeaderValue {
+    match SMALL.get(n as usize) {
+        Some(v) => v.clone(),
+        None => HeaderValue::from(n),
+    }
+}
+
 fn set_headers(u: &Usage, headers: &mut HeaderMap) {
     for p in PERIODS {
         if u.mask & (1 << p as u8) == 0 {
@@ -551,12 +566,12 @@ fn set_headers(u: &Usage, headers: &mut HeaderMap) {
         }
         let (limit, remaining) = u.periods[p as usize];
         let (ln, rn) = header_names(p);
-        headers.insert(ln, HeaderValue::from(limit));
-        headers.insert(rn, HeaderValue::from(remaining));
+        headers.insert(ln, num(limit));
+        headers.insert(rn, num(remaining));
     }
-    headers.insert(&RATELIMIT_LIMIT, HeaderValue::from(u.limit));
-    headers.insert(&RATELIMIT_REMAINING, HeaderValue::from(u.remaining));
-    headers.insert(&RATELIMIT_RESET, HeaderValue::from(u.reset));
+    headers.insert(&RATELIMIT_LIMIT, num(u.limit));
+    headers.insert(&RATELIMIT_REMAINING, num(u.remaining));
+    headers.insert(&RATELIMIT_RESET, num(u.reset));
 }
 
 pub(super) fn header_filter(state: &RequestState, headers: &mut HeaderMap) {
