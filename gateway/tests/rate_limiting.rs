@@ -318,13 +318,20 @@ impl Drop for Redis {
     }
 }
 
-fn redis_server() -> Redis {
+fn redis_server(password: &str) -> Redis {
     // `program` fails with how to install it when redis-server is missing.
     let bin = program("redis-server");
     let port = free_port();
     let child = Command::new(bin)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-        .args(["--save", "", "--appendonly", "no"])
+        .args([
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--requirepass",
+            password,
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -341,7 +348,8 @@ fn redis_server() -> Redis {
 async fn redis_policy_counts_in_redis_and_fails_open_or_closed() {
     let up = upstream("up").await;
     let u = up.addr;
-    let mut redis = redis_server();
+    // A password: the gateway authenticates, and never logs it.
+    let mut redis = redis_server("foobared-3141");
     let rp = redis.port;
     let yaml = format!(
         r#"
@@ -354,12 +362,12 @@ services:
     paths: [/tolerant]
     plugins:
     - name: rate-limiting
-      config: {{minute: 3, policy: redis, redis: {{host: 127.0.0.1, port: {rp}, timeout: 300}}}}
+      config: {{minute: 3, policy: redis, redis: {{host: 127.0.0.1, port: {rp}, timeout: 300, password: foobared-3141}}}}
   - name: strict
     paths: [/strict]
     plugins:
     - name: rate-limiting
-      config: {{minute: 3, policy: redis, fault_tolerant: false, redis_host: 127.0.0.1, redis_port: {rp}, redis_timeout: 300}}
+      config: {{minute: 3, policy: redis, fault_tolerant: false, redis_host: 127.0.0.1, redis_port: {rp}, redis_timeout: 300, redis_password: foobared-3141}}
 "#
     );
     let port = free_port();
@@ -380,6 +388,44 @@ services:
         assert_allowed(&r, 3, remaining);
     }
     assert_refused(&send(proxy, None, req("/tolerant")).await.unwrap(), 3);
+    // Kong's keys: ratelimit:<route>:<service>:<identifier>:<window ms>:<period>,
+    // here the count of 127.0.0.1 on the tolerant route (refusals not counted).
+    if let Ok(cli) = std::panic::catch_unwind(|| program("redis-cli")) {
+        let out = Command::new(cli)
+            .args([
+                "-p",
+                &rp.to_string(),
+                "-a",
+                "foobared-3141",
+                "--no-auth-warning",
+            ])
+            .args(["--scan", "--pattern", "ratelimit:*:127.0.0.1:*:minute"])
+            .output()
+            .unwrap();
+        let keys = String::from_utf8_lossy(&out.stdout).to_string();
+        assert_eq!(keys.lines().count(), 1, "{keys}");
+        // The refused request's increment is taken back in the background.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let out = Command::new(program("redis-cli"))
+                .args([
+                    "-p",
+                    &rp.to_string(),
+                    "-a",
+                    "foobared-3141",
+                    "--no-auth-warning",
+                ])
+                .args(["GET", keys.trim()])
+                .output()
+                .unwrap();
+            let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            if v == "3" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "count {v}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let r = send(proxy, None, req("/strict")).await.unwrap();
     assert_allowed(&r, 3, 2);
 
@@ -399,7 +445,7 @@ services:
         "{:?}",
         started.elapsed()
     );
-    assert!(!gw.log().contains("foobared"));
+    assert!(!gw.log().contains("foobared-3141"), "{}", gw.log());
 }
 
 #[test]
