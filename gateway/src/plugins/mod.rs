@@ -6,7 +6,9 @@
 //!   is built (off the request path), and [`Index::chain`] gives each route its
 //!   [`Chain`]: the instances that apply to it, one per plugin name, sorted by
 //!   Kong's priority. The request path reads the chain and nothing else: no
-//!   locks, no database, no parsing. A route without plugins has an empty chain
+//!   locks, no database, no parsing (except rate-limiting's counters: a short
+//!   shard lock for `local`, a bounded round trip for `redis` and `cluster`,
+//!   the only awaits in [`Chain::access`]). A route without plugins has an empty chain
 //!   (an empty boxed slice, no allocation) and the proxy checks
 //!   [`Chain::is_empty`] once and does nothing more.
 //! - **Enum dispatch.** A compiled instance holds a [`Config`], an enum of the
