@@ -1,7 +1,8 @@
 //! The plugin chain on the request path: an empty chain (a route without
 //! plugins, which the proxy skips on `is_empty`), and the access phase plus
 //! header filter of a chain of correlation-id, cors, ip-restriction and
-//! request-size-limiting on an ordinary GET.
+//! request-size-limiting on an ordinary GET, and rate-limiting's local policy
+//! (one count per request, headers on the response).
 
 use std::hint::black_box;
 
@@ -74,9 +75,40 @@ fn bench(c: &mut Criterion) {
                 route: uuid::Uuid::nil(),
                 service: None,
             };
-            let exit = four.access(&mut req, &mut state);
+            let exit = gateway::plugins::now_or_never(four.access(&mut req, &mut state)).flatten();
             let mut resp = HeaderMap::new();
             four.header_filter(&state, &mut resp);
+            black_box((exit.is_some(), resp))
+        })
+    });
+    let limited = Index::new(&Entities {
+        plugins: vec![plugin(
+            5,
+            "rate-limiting",
+            json!({"second": 1e12, "hour": 1e12, "limit_by": "ip"}),
+        )],
+        ..Entities::default()
+    })
+    .expect("valid configs compile")
+    .chain(route, None);
+    c.bench_function("chain/rate-limiting local access+header_filter", |b| {
+        b.iter(|| {
+            let mut headers = base.clone();
+            let mut state = RequestState::default();
+            let mut req = Request {
+                method: &Method::GET,
+                uri: &uri,
+                headers: &mut headers,
+                client: "10.1.2.3".parse().expect("an address"),
+                https: false,
+                request_id: &id,
+                route: uuid::Uuid::nil(),
+                service: None,
+            };
+            let exit =
+                gateway::plugins::now_or_never(limited.access(&mut req, &mut state)).flatten();
+            let mut resp = HeaderMap::new();
+            limited.header_filter(&state, &mut resp);
             black_box((exit.is_some(), resp))
         })
     });

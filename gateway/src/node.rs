@@ -58,6 +58,9 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
         idle_timeout: config.upstream_keepalive_idle_timeout,
         max_requests: config.upstream_keepalive_max_requests,
     }));
+    // Before any config is read: DB-less nodes refuse rate-limiting's
+    // `cluster` policy, as Kong does.
+    crate::plugins::rate_limiting::set_db_less(config.database == Database::Off);
     let snapshot = match &config.declarative_config {
         Some(path) => load_declarative(path, &pools)?,
         None => Snapshot::empty(),
@@ -174,6 +177,8 @@ async fn join_cluster(
     pools: &Arc<Pools>,
 ) -> anyhow::Result<Arc<Cluster>> {
     let store = Store::new(&config.pg);
+    // rate-limiting's `cluster` policy counts in this database.
+    crate::plugins::rate_limiting::cluster::set_pool(store.pool.clone());
     loop {
         store.wait_until_reachable().await;
         match migrations::state(&store).await {

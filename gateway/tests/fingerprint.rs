@@ -105,7 +105,7 @@ async fn the_hash_is_the_nodes_and_no_secret_is_printed() {
     );
     assert_eq!(
         empty["migrations"],
-        json!({"bootstrapped": true, "executed": ["000_base", "001_auth_credentials"], "pending": [], "new": []})
+        json!({"bootstrapped": true, "executed": ["000_base", "001_auth_credentials", "002_ratelimiting"], "pending": [], "new": []})
     );
 
     let gw = gateway().set_all(&conf).start();

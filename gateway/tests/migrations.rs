@@ -47,10 +47,10 @@ fn from_an_empty_database_to_ready_and_back() {
     assert!(out.contains("executed: 000_base"), "{out}");
     let (code, out) = gateway_cli(&conf, &["migrations", "status"]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("2 executed, 0 pending, 0 new"), "{out}");
+    assert!(out.contains("3 executed, 0 pending, 0 new"), "{out}");
     assert_eq!(
-        pg.psql("m1", "SELECT count(*) FROM pg_tables WHERE tablename IN ('services','routes','plugins','cluster_events','cluster_nodes')"),
-        "5"
+        pg.psql("m1", "SELECT count(*) FROM pg_tables WHERE tablename IN ('services','routes','plugins','cluster_events','cluster_nodes','ratelimiting_metrics')"),
+        "6"
     );
 
     // reset asks for --yes when nobody is at a terminal.

@@ -6,7 +6,9 @@
 //!   is built (off the request path), and [`Index::chain`] gives each route its
 //!   [`Chain`]: the instances that apply to it, one per plugin name, sorted by
 //!   Kong's priority. The request path reads the chain and nothing else: no
-//!   locks, no database, no parsing. A route without plugins has an empty chain
+//!   locks, no database, no parsing (except rate-limiting's counters: a short
+//!   shard lock for `local`, a bounded round trip for `redis` and `cluster`,
+//!   the only awaits in [`Chain::access`]). A route without plugins has an empty chain
 //!   (an empty boxed slice, no allocation) and the proxy checks
 //!   [`Chain::is_empty`] once and does nothing more.
 //! - **Enum dispatch.** A compiled instance holds a [`Config`], an enum of the
@@ -50,6 +52,7 @@ pub mod ip_restriction;
 pub mod key_auth;
 pub mod log;
 pub mod prometheus;
+pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
 pub mod request_transformer;
@@ -82,6 +85,7 @@ pub const IMPLEMENTED: &[(&str, u32)] = &[
     ("ip-restriction", ip_restriction::PRIORITY),
     ("key-auth", key_auth::PRIORITY),
     ("prometheus", prometheus::PRIORITY),
+    ("rate-limiting", rate_limiting::PRIORITY),
     ("request-size-limiting", request_size_limiting::PRIORITY),
     ("request-termination", request_termination::PRIORITY),
     ("request-transformer", request_transformer::PRIORITY),
@@ -102,6 +106,7 @@ pub enum Config {
     Prometheus(prometheus::Config),
     RequestTransformer(request_transformer::Config),
     ResponseTransformer(response_transformer::Config),
+    RateLimiting(rate_limiting::Config),
     RequestSizeLimiting(request_size_limiting::Config),
     RequestTermination(request_termination::Config),
 }
@@ -154,6 +159,10 @@ fn parse(name: &str, f: &mut Fields) -> Option<(Config, Map<String, Value>)> {
         "ip-restriction" => {
             let (c, out) = ip_restriction::parse(f);
             (Config::IpRestriction(c), out)
+        }
+        "rate-limiting" => {
+            let (c, out) = rate_limiting::parse(f);
+            (Config::RateLimiting(c), out)
         }
         "request-size-limiting" => {
             let (c, out) = request_size_limiting::parse(f);
@@ -244,6 +253,7 @@ pub fn schema_json(name: &str) -> Option<Value> {
         "correlation-id" => correlation_id::schema(),
         "cors" => cors::schema(),
         "ip-restriction" => ip_restriction::schema(),
+        "rate-limiting" => rate_limiting::schema(),
         "request-size-limiting" => request_size_limiting::schema(),
         "request-termination" => request_termination::schema(),
         _ => json!([]),
@@ -427,7 +437,8 @@ impl Index {
                     .chain(s.by_consumer.iter().map(|(_, _, i)| i))
             })
         };
-        let needs_client = instances().any(|p| matches!(p.config, Config::IpRestriction(_)));
+        let needs_client = instances()
+            .any(|p| matches!(p.config, Config::IpRestriction(_) | Config::RateLimiting(_)));
         let needs_directory = instances().any(|p| {
             matches!(
                 p.config,
@@ -494,7 +505,7 @@ pub fn compile(p: &Plugin) -> Result<Option<Instance>, CompileError> {
         }
     };
     let mut f = Fields::new(config);
-    let Some((config, _)) = parse(name, &mut f) else {
+    let Some((mut config, _)) = parse(name, &mut f) else {
         return Ok(None);
     };
     let errors = f.finish();
@@ -504,6 +515,11 @@ pub fn compile(p: &Plugin) -> Result<Option<Instance>, CompileError> {
             id: p.id,
             errors: nest_under_config(errors),
         });
+    }
+    // rate-limiting keys remote counters by the instance's scope, as Kong.
+    if let Config::RateLimiting(c) = &mut config {
+        c.route_id = p.route.map_or(Uuid::nil(), |r| r.id);
+        c.service_id = p.service.map_or(Uuid::nil(), |s| s.id);
     }
     let has = |proto: &str| p.protocols.iter().any(|x| x == proto);
     Ok(Some(Instance {
@@ -593,6 +609,8 @@ pub struct RequestState {
     /// response-transformer's JSON body changes, applied by the proxy to a
     /// JSON response, which it then reads whole.
     pub response_json: Option<Arc<transform::Fieldset>>,
+    /// rate-limiting's usage, for its headers on the upstream's response.
+    pub rate_limit: Option<rate_limiting::Usage>,
     /// Which slots ran `access` (bit i for the chain's i-th plugin name;
     /// chains are short, and 64 plugins is more than Kong bundles per route).
     ran: u64,
@@ -676,8 +694,9 @@ impl Chain {
     /// request and the plugins after it do not run. Each plugin name's
     /// instance is picked when its turn comes, so a consumer identified by
     /// an authentication plugin selects the consumer-scoped instances of
-    /// the plugins after it.
-    pub fn access(
+    /// the plugins after it. Only a remote-counter rate-limiting (redis,
+    /// cluster) awaits; every other plugin completes on the first poll.
+    pub async fn access(
         &self,
         req: &mut Request<'_>,
         state: &mut RequestState,
@@ -715,6 +734,7 @@ impl Chain {
                     None
                 }
                 Config::Prometheus(_) | Config::HttpLog(_) | Config::FileLog(_) => None,
+                Config::RateLimiting(c) => rate_limiting::access(c, p.id, req, state).await,
                 Config::RequestSizeLimiting(c) => request_size_limiting::access(c, req, state),
                 Config::RequestTermination(c) => request_termination::access(c, req),
             };
@@ -742,6 +762,7 @@ impl Chain {
                 Config::CorrelationId(c) => correlation_id::header_filter(c, state, headers),
                 Config::Cors(c) => cors::header_filter(c, state, headers),
                 Config::ResponseTransformer(c) => response_transformer::header_filter(c, headers),
+                Config::RateLimiting(_) => rate_limiting::header_filter(state, headers),
                 Config::Acl(_)
                 | Config::Prometheus(_)
                 | Config::HttpLog(_)
@@ -821,4 +842,16 @@ pub(crate) fn exit_json(status: u16, body: &Value) -> Response<ProxyBody> {
 pub(crate) fn error(status: u16, message: &str, id: &HeaderValue) -> Response<ProxyBody> {
     let status = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::FORBIDDEN);
     crate::proxy::error(status, message, id)
+}
+
+/// Drives a future that completes without waiting, as [`Chain::access`] does
+/// for chains without a remote-counter rate-limiting: for tests and benches
+/// that call it outside a runtime. `None` if it would wait.
+pub fn now_or_never<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }

@@ -150,12 +150,15 @@ fn protocols_are_narrowed_by_the_plugin_schema() {
     );
     assert!(p.is_ok(), "{p:?}");
     // Not implemented here: any Kong protocol.
-    assert!(create(json!({"name": "rate-limiting", "protocols": ["tcp"]})).is_ok());
+    assert!(create(json!({"name": "response-ratelimiting", "protocols": ["tcp"]})).is_ok());
 }
 
 #[test]
 fn plugins_not_implemented_keep_their_config_as_given() {
-    let c = config_of("rate-limiting", json!({"minute": 5, "whatever": true}));
+    let c = config_of(
+        "response-ratelimiting",
+        json!({"minute": 5, "whatever": true}),
+    );
     assert_eq!(c, json!({"minute": 5, "whatever": true}));
 }
 
@@ -207,8 +210,8 @@ fn status_of(chain: &Chain) -> Option<u16> {
         route: uuid::Uuid::nil(),
         service: None,
     };
-    chain
-        .access(&mut req, &mut state)
+    super::now_or_never(chain.access(&mut req, &mut state))
+        .expect("local plugins do not wait")
         .map(|r| r.status().as_u16())
 }
 
@@ -235,6 +238,7 @@ fn kong_priorities() {
             ("ip-restriction", 990),
             ("key-auth", 1250),
             ("prometheus", 13),
+            ("rate-limiting", 910),
             ("request-size-limiting", 951),
             ("request-termination", 2),
             ("request-transformer", 801),
@@ -281,7 +285,7 @@ fn chains_run_by_kong_priority_and_skip_disabled_and_consumer_instances() {
         .push(plugin("correlation-id", json!({}), None, None));
     e.plugins
         .push(plugin("request-size-limiting", json!({}), None, None));
-    let mut disabled = plugin("rate-limiting", json!({}), None, None);
+    let mut disabled = plugin("rate-limiting", json!({"minute": 5}), None, None);
     disabled.enabled = false;
     e.plugins.push(disabled);
     let chain = Index::new(&e).unwrap().chain(route, None);
@@ -375,7 +379,7 @@ fn run(chain: &Chain, method: Method, uri: &str, headers: &[(&str, &str)], clien
     let uri: Uri = uri.parse().unwrap();
     let id = HeaderValue::from_static("0123");
     let mut state = RequestState::default();
-    let exit = chain.access(
+    let exit = super::now_or_never(chain.access(
         &mut Request {
             method: &method,
             uri: &uri,
@@ -387,7 +391,8 @@ fn run(chain: &Chain, method: Method, uri: &str, headers: &[(&str, &str)], clien
             service: None,
         },
         &mut state,
-    );
+    ))
+    .expect("local plugins do not wait");
     Run {
         exit,
         state,
@@ -1191,4 +1196,211 @@ fn transformers_fill_kong_defaults_and_take_single_values_as_lists() {
         json!({"remove": plain, "rename": plain, "replace": written, "add": written,
                "append": written})
     );
+}
+
+// ---------- rate-limiting ----------
+
+mod rate_limiting_tests {
+    use super::*;
+    use crate::plugins::rate_limiting::window::{civil_from_days, days_from_civil, start_ms};
+    use crate::plugins::rate_limiting::{header_names, Period, PERIODS};
+
+    /// 2024-02-29T13:45:30.250Z, in a leap year.
+    const T: i64 = 1_709_214_330_250;
+
+    #[test]
+    fn windows_start_at_the_period_start_in_utc() {
+        assert_eq!(start_ms(Period::Second, T), 1_709_214_330_000);
+        assert_eq!(start_ms(Period::Minute, T), 1_709_214_300_000);
+        assert_eq!(start_ms(Period::Hour, T), 1_709_211_600_000);
+        assert_eq!(start_ms(Period::Day, T), 1_709_164_800_000);
+        // 2024-02-01T00:00:00Z and 2024-01-01T00:00:00Z.
+        assert_eq!(start_ms(Period::Month, T), 1_706_745_600_000);
+        assert_eq!(start_ms(Period::Year, T), 1_704_067_200_000);
+        // The first millisecond of a month is its own window's start.
+        assert_eq!(
+            start_ms(Period::Month, 1_706_745_600_000),
+            1_706_745_600_000
+        );
+        assert_eq!(
+            start_ms(Period::Month, 1_706_745_599_999),
+            1_704_067_200_000
+        );
+        for d in [-800_000, -1, 0, 59, 60, 11_016, 19_782, 2_932_896] {
+            let (y, m, dd) = civil_from_days(d);
+            assert_eq!(days_from_civil(y, m, dd), d);
+        }
+        assert_eq!(civil_from_days(19_782), (2024, 2, 29));
+    }
+
+    #[test]
+    fn header_names_are_kongs() {
+        let names: Vec<_> = PERIODS
+            .iter()
+            .map(|p| {
+                let (l, r) = header_names(*p);
+                (l.as_str(), r.as_str())
+            })
+            .collect();
+        assert_eq!(
+            names[0],
+            ("x-ratelimit-limit-second", "x-ratelimit-remaining-second")
+        );
+        assert_eq!(
+            names[1],
+            ("x-ratelimit-limit-minute", "x-ratelimit-remaining-minute")
+        );
+        assert_eq!(
+            names[5],
+            ("x-ratelimit-limit-year", "x-ratelimit-remaining-year")
+        );
+    }
+
+    #[test]
+    fn defaults_fill_the_whole_config() {
+        assert_eq!(
+            config_of("rate-limiting", json!({"minute": 5})),
+            json!({
+                "second": null, "minute": 5, "hour": null, "day": null, "month": null, "year": null,
+                "limit_by": "consumer", "header_name": null, "path": null, "policy": "local",
+                "fault_tolerant": true, "hide_client_headers": false, "error_code": 429,
+                "error_message": "API rate limit exceeded", "sync_rate": -1,
+                "redis": {"host": null, "port": 6379, "timeout": 2000, "username": null,
+                          "password": null, "database": 0, "ssl": false, "ssl_verify": false,
+                          "server_name": null},
+            })
+        );
+        // Kong 3.x's flat redis_* shorthands land in the record.
+        let c = config_of(
+            "rate-limiting",
+            json!({"second": 1, "policy": "redis", "redis_host": "127.0.0.1", "redis_port": 6380}),
+        );
+        assert_eq!(c["redis"]["host"], "127.0.0.1");
+        assert_eq!(c["redis"]["port"], 6380);
+        assert!(c.get("redis_host").is_none());
+    }
+
+    #[test]
+    fn schema_errors_are_kongs() {
+        let (fields, _) = violation("rate-limiting", json!({}));
+        assert_eq!(
+            fields,
+            json!({"@entity": ["at least one of these fields must be non-empty: 'config.second', 'config.minute', 'config.hour', 'config.day', 'config.month', 'config.year'"]})
+        );
+        let (fields, _) = violation("rate-limiting", json!({"second": 2, "minute": 1}));
+        assert_eq!(
+            fields,
+            json!({"config": {"@entity": ["The limit for minute(1.0) cannot be lower than the limit for second(2.0)"]}})
+        );
+        let (fields, _) = violation("rate-limiting", json!({"minute": 0}));
+        assert_eq!(
+            fields,
+            json!({"config": {"minute": "value must be greater than 0"}})
+        );
+        let (fields, _) = violation("rate-limiting", json!({"minute": 1, "limit_by": "header"}));
+        assert_eq!(
+            fields,
+            json!({"config": {"header_name": "required field missing"}})
+        );
+        let (fields, _) = violation("rate-limiting", json!({"minute": 1, "limit_by": "path"}));
+        assert_eq!(
+            fields,
+            json!({"config": {"path": "required field missing"}})
+        );
+        let (fields, _) = violation("rate-limiting", json!({"minute": 1, "policy": "redis"}));
+        assert_eq!(
+            fields,
+            json!({"config": {"redis": {"host": "required field missing"}}})
+        );
+        let (fields, _) = violation("rate-limiting", json!({"minute": 1, "policy": "nope"}));
+        assert_eq!(
+            fields,
+            json!({"config": {"policy": "expected one of: local, cluster, redis"}})
+        );
+    }
+
+    #[test]
+    fn form_fields_are_typed_by_the_schema() {
+        assert_eq!(
+            config_field_type("rate-limiting", "minute").as_deref(),
+            Some("number")
+        );
+        assert_eq!(
+            config_field_type("rate-limiting", "fault_tolerant").as_deref(),
+            Some("boolean")
+        );
+        let body = b"name=rate-limiting&config.minute=5&config.policy=local";
+        let v = crate::schema::from_form(Kind::Plugins, body).unwrap();
+        assert_eq!(v["config"], json!({"minute": 5, "policy": "local"}));
+    }
+
+    fn hit(chain: &Chain, client: &str) -> Run {
+        run(chain, Method::GET, "/", &[], client)
+    }
+
+    #[test]
+    fn local_counts_and_refuses_with_kongs_headers() {
+        let chain = one(
+            "rate-limiting",
+            json!({"minute": 3, "hour": 10, "limit_by": "ip"}),
+        );
+        for remaining in [2u64, 1, 0] {
+            let r = hit(&chain, "10.1.1.1");
+            assert!(r.exit.is_none());
+            let mut h = HeaderMap::new();
+            chain.header_filter(&r.state, &mut h);
+            assert_eq!(h["x-ratelimit-limit-minute"], "3");
+            assert_eq!(
+                h["x-ratelimit-remaining-minute"],
+                remaining.to_string().as_str()
+            );
+            assert_eq!(h["x-ratelimit-limit-hour"], "10");
+            assert_eq!(h["ratelimit-limit"], "3");
+            assert_eq!(h["ratelimit-remaining"], remaining.to_string().as_str());
+            let reset: u64 = h["ratelimit-reset"].to_str().unwrap().parse().unwrap();
+            assert!((1..=60).contains(&reset));
+        }
+        let r = hit(&chain, "10.1.1.1");
+        let exit = r.exit.expect("the fourth request is refused");
+        assert_eq!(exit.status(), 429);
+        assert_eq!(exit.headers()["x-ratelimit-remaining-minute"], "0");
+        assert_eq!(exit.headers()["x-ratelimit-remaining-hour"], "7");
+        assert!(exit.headers().contains_key("retry-after"));
+        assert_eq!(body_of(exit)["message"], "API rate limit exceeded");
+        // Another client has its own count.
+        assert!(hit(&chain, "10.1.1.2").exit.is_none());
+    }
+
+    #[test]
+    fn hidden_headers_and_custom_error() {
+        let chain = one(
+            "rate-limiting",
+            json!({"second": 1, "minute": 1, "limit_by": "ip", "hide_client_headers": true,
+                   "error_code": 503, "error_message": "slow down"}),
+        );
+        let r = hit(&chain, "10.2.2.2");
+        let mut h = HeaderMap::new();
+        chain.header_filter(&r.state, &mut h);
+        assert!(h.is_empty());
+        let exit = hit(&chain, "10.2.2.2").exit.unwrap();
+        assert_eq!(exit.status(), 503);
+        assert!(!exit.headers().contains_key("retry-after"));
+        assert_eq!(body_of(exit)["message"], "slow down");
+    }
+
+    #[test]
+    fn local_store_drops_ended_windows() {
+        let store = crate::plugins::rate_limiting::local::Store::new();
+        let limits = [(Period::Second, 5)];
+        for k in 0..100u64 {
+            store.hit(k << 58 | k, &limits, T);
+        }
+        assert_eq!(store.len(), 100);
+        // Past the sweep interval every shard drops its old windows on its
+        // next use.
+        for k in 0..64u64 {
+            store.hit(k << 58, &limits, T + 10_000);
+        }
+        assert_eq!(store.len(), 64);
+    }
 }

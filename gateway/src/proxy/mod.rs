@@ -153,7 +153,7 @@ async fn proxy(
             route: route.id,
             service: route.service.as_ref().map(|s| s.id),
         };
-        exit = plugins.access(&mut view, &mut state);
+        exit = plugins.access(&mut view, &mut state).await;
     }
     let asked = pending.as_ref().map(|_| std::time::Instant::now());
     let body_limit = state.body_limit;

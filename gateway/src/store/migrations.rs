@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         up: include_str!("../../migrations/001_auth_credentials.up.sql"),
         teardown: None,
     },
+    Migration {
+        name: "002_ratelimiting",
+        up: include_str!("../../migrations/002_ratelimiting.up.sql"),
+        teardown: None,
+    },
 ];
 
 /// Tables dropped by `reset`, children first.
@@ -32,6 +37,7 @@ const TABLES: &[&str] = &[
     "keyauth_credentials",
     "basicauth_credentials",
     "acls",
+    "ratelimiting_metrics",
     "plugins",
     "targets",
     "routes",

@@ -211,7 +211,7 @@ fn outputs_read_back_into_the_model() {
     assert_eq!(c.username.as_deref(), Some("u"));
     let p = create(
         Kind::Plugins,
-        json!({"name": "rate-limiting", "config": {"a": 1}}),
+        json!({"name": "response-ratelimiting", "config": {"a": 1}}),
     )
     .unwrap();
     let p: model::Plugin = serde_json::from_value(p).unwrap();

@@ -210,10 +210,18 @@ fn patch_merges_plugin_config_recursively() {
     .unwrap();
     let body = obj(json!({"id": ID, "config": {"hour": 100, "redis": {"port": 2}}}));
     let new = validate(Kind::Plugins, body, Write::Patch, Some(&old), NOW).unwrap();
+    // rate-limiting's defaults are filled around the merged fields.
+    let c = &new["config"];
     assert_eq!(
-        new["config"],
-        json!({"minute": 5, "hour": 100, "redis": {"host": "r", "port": 2}})
+        (
+            &c["minute"],
+            &c["hour"],
+            &c["redis"]["host"],
+            &c["redis"]["port"]
+        ),
+        (&json!(5), &json!(100), &json!("r"), &json!(2))
     );
+    assert_eq!(c["redis"]["timeout"], 2000);
     // Arrays and other fields replace.
     let body = obj(json!({"id": ID, "protocols": ["http"]}));
     let new = validate(Kind::Plugins, body, Write::Patch, Some(&old), NOW).unwrap();
