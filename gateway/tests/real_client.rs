@@ -75,7 +75,11 @@ services:
     assert_eq!(code, 429, "{out}");
     let (code, out) = status(&url("/limited"), "127.0.0.88");
     assert_eq!(code, 200, "{out}");
-    assert!(out.to_ascii_lowercase().contains("x-ratelimit-remaining-hour: 1"), "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains("x-ratelimit-remaining-hour: 1"),
+        "{out}"
+    );
     drop(lb);
     drop(gw);
 }

@@ -1404,3 +1404,27 @@ mod rate_limiting_tests {
         assert_eq!(store.len(), 64);
     }
 }
+
+#[test]
+fn rate_limiting_by_consumer_counts_each_consumer_apart() {
+    let plugins = vec![
+        plugin("key-auth", json!({}), None, None),
+        plugin(
+            "rate-limiting",
+            json!({"hour": 1, "limit_by": "consumer"}),
+            None,
+            None,
+        ),
+    ];
+    let chain = chain_of(people(), plugins, Uuid::new_v4());
+    let status = |key: &str| {
+        run(&chain, Method::GET, "/", &[("apikey", key)], "10.0.0.1")
+            .exit
+            .map(|r| r.status().as_u16())
+    };
+    // Same address, two consumers: each has its own hour.
+    assert_eq!(status("alice-key"), None);
+    assert_eq!(status("alice-key"), Some(429));
+    assert_eq!(status("bob-key"), None);
+    assert_eq!(status("bob-key"), Some(429));
+}
