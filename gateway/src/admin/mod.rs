@@ -5,6 +5,7 @@
 mod auth;
 mod body;
 mod entities;
+mod proxy_cache;
 
 use std::sync::Arc;
 
@@ -48,6 +49,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/plugins/enabled", get(enabled_plugins))
         .route("/schemas/plugins/validate", post(validate_plugin))
         .route("/schemas/plugins/{name}", get(plugin_schema))
+        .merge(proxy_cache::routes())
         .merge(entities::routes())
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(

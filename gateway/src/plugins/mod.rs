@@ -52,6 +52,7 @@ pub mod ip_restriction;
 pub mod key_auth;
 pub mod log;
 pub mod prometheus;
+pub mod proxy_cache;
 pub mod rate_limiting;
 pub mod request_size_limiting;
 pub mod request_termination;
@@ -85,6 +86,7 @@ pub const IMPLEMENTED: &[(&str, u32)] = &[
     ("ip-restriction", ip_restriction::PRIORITY),
     ("key-auth", key_auth::PRIORITY),
     ("prometheus", prometheus::PRIORITY),
+    ("proxy-cache", proxy_cache::PRIORITY),
     ("rate-limiting", rate_limiting::PRIORITY),
     ("request-size-limiting", request_size_limiting::PRIORITY),
     ("request-termination", request_termination::PRIORITY),
@@ -104,6 +106,7 @@ pub enum Config {
     IpRestriction(ip_restriction::Config),
     KeyAuth(key_auth::Config),
     Prometheus(prometheus::Config),
+    ProxyCache(proxy_cache::Config),
     RequestTransformer(request_transformer::Config),
     ResponseTransformer(response_transformer::Config),
     RateLimiting(rate_limiting::Config),
@@ -139,6 +142,10 @@ fn parse(name: &str, f: &mut Fields) -> Option<(Config, Map<String, Value>)> {
         "prometheus" => {
             let (c, out) = prometheus::parse(f);
             (Config::Prometheus(c), out)
+        }
+        "proxy-cache" => {
+            let (c, out) = proxy_cache::parse(f);
+            (Config::ProxyCache(c), out)
         }
         "request-transformer" => {
             let (c, out) = request_transformer::parse(f);
@@ -248,6 +255,7 @@ pub fn schema_json(name: &str) -> Option<Value> {
         "file-log" => file_log::schema(),
         "http-log" => http_log::schema(),
         "prometheus" => prometheus::schema(),
+        "proxy-cache" => proxy_cache::schema(),
         "request-transformer" => request_transformer::schema(),
         "response-transformer" => response_transformer::schema(),
         "correlation-id" => correlation_id::schema(),
@@ -609,6 +617,8 @@ pub struct RequestState {
     /// response-transformer's JSON body changes, applied by the proxy to a
     /// JSON response, which it then reads whole.
     pub response_json: Option<Arc<transform::Fieldset>>,
+    /// proxy-cache's decision and key, for its headers and the proxy.
+    pub proxy_cache: Option<proxy_cache::Pending>,
     /// rate-limiting's usage, for its headers on the upstream's response.
     pub rate_limit: Option<rate_limiting::Usage>,
     /// Which slots ran `access` (bit i for the chain's i-th plugin name;
@@ -734,6 +744,7 @@ impl Chain {
                     None
                 }
                 Config::Prometheus(_) | Config::HttpLog(_) | Config::FileLog(_) => None,
+                Config::ProxyCache(c) => proxy_cache::access(c, p.id, req, state),
                 Config::RateLimiting(c) => rate_limiting::access(c, p.id, req, state).await,
                 Config::RequestSizeLimiting(c) => request_size_limiting::access(c, req, state),
                 Config::RequestTermination(c) => request_termination::access(c, req),
@@ -743,6 +754,26 @@ impl Chain {
             }
         }
         None
+    }
+
+    /// The upstream's response, before the header filters: proxy-cache
+    /// keeps a cacheable one as it streams.
+    pub fn on_response(
+        &self,
+        state: &mut RequestState,
+        resp: Response<ProxyBody>,
+    ) -> Response<ProxyBody> {
+        if state.proxy_cache.is_none() {
+            return resp;
+        }
+        for slot in self.slots.iter() {
+            if let Some(p) = slot.resolve(state.consumer) {
+                if let Config::ProxyCache(c) = &p.config {
+                    return proxy_cache::on_response(c, state, resp);
+                }
+            }
+        }
+        resp
     }
 
     /// Runs the header filter of every plugin whose access phase ran.
@@ -763,6 +794,7 @@ impl Chain {
                 Config::Cors(c) => cors::header_filter(c, state, headers),
                 Config::ResponseTransformer(c) => response_transformer::header_filter(c, headers),
                 Config::RateLimiting(_) => rate_limiting::header_filter(state, headers),
+                Config::ProxyCache(c) => proxy_cache::header_filter(c, state, headers),
                 Config::Acl(_)
                 | Config::Prometheus(_)
                 | Config::HttpLog(_)

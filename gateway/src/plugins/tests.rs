@@ -238,6 +238,7 @@ fn kong_priorities() {
             ("ip-restriction", 990),
             ("key-auth", 1250),
             ("prometheus", 13),
+            ("proxy-cache", 100),
             ("rate-limiting", 910),
             ("request-size-limiting", 951),
             ("request-termination", 2),

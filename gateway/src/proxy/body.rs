@@ -276,6 +276,15 @@ pin_project_lite::pin_project! {
 /// Sees a response body go out; dropping it ends the request (the log phase).
 pub trait Observer: Send + Sync {
     fn sent(&mut self, bytes: usize);
+
+    /// Each chunk of the body as it goes out.
+    fn data(&mut self, d: &Bytes) {
+        self.sent(d.len());
+    }
+
+    /// The body ended whole (not on an error, nor dropped half sent). May
+    /// be called more than once.
+    fn finished(&mut self) {}
 }
 
 impl ProxyBody {
@@ -341,10 +350,18 @@ impl Body for ProxyBody {
             ProxyBodyProj::Full { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
             ProxyBodyProj::Observed { inner, observer } => {
                 let frame = ready!(inner.as_mut().poll_frame(cx));
-                if let Some(Ok(f)) = &frame {
-                    if let Some(d) = f.data_ref() {
-                        observer.sent(d.len());
+                match &frame {
+                    Some(Ok(f)) => {
+                        if let Some(d) = f.data_ref() {
+                            observer.data(d);
+                        }
+                        // hyper stops polling a body that says it has ended.
+                        if inner.is_end_stream() {
+                            observer.finished();
+                        }
                     }
+                    None => observer.finished(),
+                    Some(Err(_)) => {}
                 }
                 Poll::Ready(frame)
             }

@@ -250,10 +250,15 @@ async fn proxy(
         None => upstream.await,
     };
     if !plugins.is_empty() {
+        // The upstream's answer, not the gateway's own error.
+        let from_upstream = !plugin_answered && !resp.body().is_local();
         if let Some(changes) = state.response_json.take() {
             if plugins::response_transformer::is_json(resp.headers()) {
                 resp = change_json_response(resp, &changes, id).await;
             }
+        }
+        if from_upstream {
+            resp = plugins.on_response(&mut state, resp);
         }
         plugins.header_filter(&state, resp.headers_mut());
     }
