@@ -4,6 +4,9 @@
 # plugin set of gen_plugins.py: "none" is the baseline every other set is
 # compared with. Sets take turns within each round (none, key-auth, ...,
 # none, key-auth, ...), so drift on the machine spreads over all of them.
+# With PERF_BASELINE_BIN set (another build of the gateway, say the commit
+# before a change), the set "none@baseline" runs that binary without plugins
+# in the same turns: the change's cost on a route without plugins.
 # Needs from run: PLUGIN_ROUND_S, ROUNDS, WARMUP_S, plus what bench.sh needs.
 
 # fetch_with URL HEADER...: fetch with request headers (FETCH_CODE, FETCH_BODY).
@@ -18,10 +21,16 @@ fetch_with() {
 }
 
 run_plugin_costs() {
-  local sets=() line name r i headers=() u c=gateway
+  local sets=() line name r i headers=() u c=gateway bin
   budget_check "plugin costs"
   mapfile -t sets < <(python3 "$HERE/gen_plugins.py" "127.0.0.1:$UPSTREAM_PORT" "$WORK/plugins") ||
     die "gen_plugins.py failed"
+  if [ -n "${PERF_BASELINE_BIN:-}" ]; then
+    [ -x "$PERF_BASELINE_BIN" ] || die "PERF_BASELINE_BIN=$PERF_BASELINE_BIN is not an executable"
+    cp "$WORK/plugins/plugins-none.yml" "$WORK/plugins/plugins-none@baseline.yml"
+    sets=("${sets[0]}" "none@baseline" "${sets[@]:1}")
+    fact baseline_gateway "\"$("$PERF_BASELINE_BIN" --version 2>&1 | head -n1)\""
+  fi
   for line in "${sets[@]}"; do
     name=${line%%$'\t'*}
     render_conf gateway.conf.tmpl "$WORK/gateway-plugins-$name.conf" \
@@ -34,7 +43,9 @@ run_plugin_costs() {
       IFS=$'\t' read -r -a headers <<<"$line"
       name=${headers[0]}
       headers=("${headers[@]:1}")
-      spawn "gateway-plugins-$name" "$CONTENDER_CPUS" "$GATEWAY_BIN" start \
+      bin=$GATEWAY_BIN
+      [ "$name" = none@baseline ] && bin=$PERF_BASELINE_BIN
+      spawn "gateway-plugins-$name" "$CONTENDER_CPUS" "$bin" start \
         --conf "$WORK/gateway-plugins-$name.conf"
       # shellcheck disable=SC2004 # CPID is associative (lib/contenders.sh)
       CPID[$c]=$SPAWNED_PID
