@@ -47,6 +47,10 @@ pub struct RouteEntry {
     /// The plugins that run for this route, compiled with the snapshot;
     /// empty (and free) for a route without any.
     pub plugins: Chain,
+    /// Where the route and its service are in `entities` (the log
+    /// serializer's `route` and `service`).
+    pub entity: usize,
+    pub service_entity: Option<usize>,
 }
 
 pub struct ServiceEntry {
@@ -112,7 +116,13 @@ impl Snapshot {
             .collect();
         let mut routes = Vec::with_capacity(entities.routes.len());
         let mut entries = Vec::with_capacity(entities.routes.len());
-        for r in &entities.routes {
+        let service_index: HashMap<Uuid, usize> = entities
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id, i))
+            .collect();
+        for (entity, r) in entities.routes.iter().enumerate() {
             let service = match r.service {
                 // A route of a disabled service is not routed at all.
                 Some(fk) => match services.get(&fk.id) {
@@ -140,6 +150,8 @@ impl Snapshot {
                 https: r.protocols.contains(&Protocol::Https),
                 https_redirect_status_code: r.https_redirect_status_code,
                 plugins: chain,
+                entity,
+                service_entity: r.service.and_then(|s| service_index.get(&s.id).copied()),
             });
             routes.push(r.clone());
         }

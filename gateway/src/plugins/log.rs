@@ -83,10 +83,10 @@ impl Pending {
     pub fn serialize(&self) -> Value {
         let route_entry = self.snapshot.routes.get(self.route_index);
         let entities = &self.snapshot.entities;
-        let route = route_entry.and_then(|r| entities.routes.iter().find(|e| e.id == r.id));
-        let service = route
-            .and_then(|r| r.service)
-            .and_then(|s| entities.services.iter().find(|e| e.id == s.id));
+        let route = route_entry.and_then(|r| entities.routes.get(r.entity));
+        let service = route_entry
+            .and_then(|r| r.service_entity)
+            .and_then(|i| entities.services.get(i));
         let consumer = self
             .consumer
             .and_then(|c| entities.consumers.iter().find(|e| e.id == c));
