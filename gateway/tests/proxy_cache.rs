@@ -61,7 +61,21 @@ services:
     paths: [/cached]
     plugins:
     - name: proxy-cache
-      config: {{strategy: memory, content_type: [application/json], request_method: [GET, HEAD], cache_control: true}}
+      config: {{strategy: memory, content_type: [application/json], request_method: [GET, HEAD]}}
+  - name: honours
+    paths: [/cc]
+    plugins:
+    - name: proxy-cache
+      config: {{strategy: memory, content_type: [application/json], cache_control: true}}
+    # Seen by proxy-cache as the upstream's own (Kong runs header filters
+    # by priority: response-transformer's 800 before proxy-cache's 100).
+    - name: response-transformer
+      config: {{add: {{headers: ["Cache-Control:max-age=60"]}}}}
+  - name: silent
+    paths: [/silent]
+    plugins:
+    - name: proxy-cache
+      config: {{strategy: memory, content_type: [application/json], cache_control: true}}
   - name: short
     paths: [/short]
     plugins:
@@ -96,8 +110,7 @@ services:
     let (_, other, _) = call(&[&url("/cached/b")]);
     assert_eq!(header(&other, "x-cache-status"), Some("miss"));
 
-    // Bypass: a method not listed, a response type not listed, the client
-    // saying no-cache (cache_control on).
+    // Bypass: a method not listed, a response type not listed.
     let (_, post, _) = call(&["-X", "POST", &url("/cached/a?x=1&y=2")]);
     assert_eq!(header(&post, "x-cache-status"), Some("bypass"), "{post}");
     let (_, bytes, _) = call(&[&url("/cached/bytes/10")]);
@@ -108,15 +121,33 @@ services:
         Some("bypass"),
         "never stored"
     );
-    let (_, nocache, _) = call(&[&url("/cached/a?x=1&y=2"), "-H", "Cache-Control: no-cache"]);
+
+    // cache_control: the response's max-age makes it cacheable, none does
+    // not; the client's no-cache or credentials bypass the cache, and its
+    // max-age asks for a younger answer (Refresh).
+    let (_, m, _) = call(&[&url("/cc/a")]);
+    assert_eq!(header(&m, "x-cache-status"), Some("miss"), "{m}");
+    let (_, h, _) = call(&[&url("/cc/a")]);
+    assert_eq!(header(&h, "x-cache-status"), Some("hit"), "{h}");
+    assert_eq!(header(&h, "cache-control"), Some("max-age=60"));
+    for _ in 0..2 {
+        let (_, b, _) = call(&[&url("/silent/a")]);
+        assert_eq!(
+            header(&b, "x-cache-status"),
+            Some("bypass"),
+            "no max-age: {b}"
+        );
+    }
+    let (_, nocache, _) = call(&[&url("/cc/a"), "-H", "Cache-Control: no-cache"]);
     assert_eq!(
         header(&nocache, "x-cache-status"),
         Some("bypass"),
         "{nocache}"
     );
-    // A client asking for an answer younger than the entry: Refresh.
+    let (_, auth, _) = call(&[&url("/cc/a"), "-H", "Authorization: Bearer x"]);
+    assert_eq!(header(&auth, "x-cache-status"), Some("bypass"), "{auth}");
     std::thread::sleep(Duration::from_millis(1100));
-    let (_, refresh, _) = call(&[&url("/cached/a?x=1&y=2"), "-H", "Cache-Control: max-age=0"]);
+    let (_, refresh, _) = call(&[&url("/cc/a"), "-H", "Cache-Control: max-age=0"]);
     assert_eq!(
         header(&refresh, "x-cache-status"),
         Some("refresh"),

@@ -756,7 +756,7 @@ impl Chain {
         None
     }
 
-    /// The upstream's response, before the header filters: proxy-cache
+    /// The upstream's response, after the header filters: proxy-cache
     /// keeps a cacheable one as it streams.
     pub fn on_response(
         &self,

@@ -257,10 +257,13 @@ async fn proxy(
                 resp = change_json_response(resp, &changes, id).await;
             }
         }
+        plugins.header_filter(&state, resp.headers_mut());
+        // After the header filters, as Kong's proxy-cache decides in its own
+        // (priority 100, after response-transformer's): the headers it sees
+        // are the ones the client gets.
         if from_upstream {
             resp = plugins.on_response(&mut state, resp);
         }
-        plugins.header_filter(&state, resp.headers_mut());
     }
     if let Some(mut p) = pending {
         p.consumer = state.consumer;

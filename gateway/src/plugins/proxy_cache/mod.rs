@@ -389,7 +389,13 @@ pub(super) fn access(
         return bypass(state, key);
     }
     let request = directives(req.headers);
-    if c.cache_control && (request.no_store || request.no_cache) {
+    // Kong: with cache_control, a client saying no-store or no-cache, or
+    // sending credentials, is not served from (nor stored to) the cache.
+    if c.cache_control
+        && (request.no_store
+            || request.no_cache
+            || req.headers.contains_key(http::header::AUTHORIZATION))
+    {
         return bypass(state, key);
     }
     let mut status = "Miss";
@@ -445,13 +451,13 @@ pub(super) fn header_filter(c: &Config, state: &RequestState, headers: &mut Head
     }
 }
 
-/// After the upstream answered: a cacheable response is kept as it streams
-/// (its X-Cache-Status stays Miss or Refresh); one that is not becomes
-/// Bypass. Called by the proxy before the header filters.
+/// After the upstream answered and the header filters ran: a cacheable
+/// response is kept as it streams (its X-Cache-Status stays Miss or
+/// Refresh); one that is not becomes Bypass.
 pub fn on_response(
     c: &Config,
     state: &mut RequestState,
-    resp: Response<ProxyBody>,
+    mut resp: Response<ProxyBody>,
 ) -> Response<ProxyBody> {
     let Some(p) = state.proxy_cache.as_mut() else {
         return resp;
@@ -461,6 +467,10 @@ pub fn on_response(
     }
     let Some(ttl) = cacheable(c, resp.status(), resp.headers()) else {
         p.status = "Bypass";
+        if c.send_status {
+            resp.headers_mut()
+                .insert(&X_CACHE_STATUS, HeaderValue::from_static("Bypass"));
+        }
         return resp;
     };
     let declared = hyper::body::Body::size_hint(resp.body()).upper();
@@ -470,12 +480,16 @@ pub fn on_response(
     let keep = c.storage_ttl.unwrap_or(ttl);
     let (parts, body) = resp.into_parts();
     let mut headers = parts.headers.clone();
-    // What a hit must not repeat: the connection's, and the request's own.
+    // What a hit must not repeat: the connection's, the request's own, and
+    // what a hit sets anew.
     for h in [
         http::header::CONNECTION,
         http::header::TRANSFER_ENCODING,
         http::header::DATE,
+        AGE,
         HeaderName::from_static("x-kong-request-id"),
+        X_CACHE_STATUS.clone(),
+        X_CACHE_KEY.clone(),
     ] {
         headers.remove(h);
     }
@@ -508,14 +522,16 @@ fn cacheable(c: &Config, status: StatusCode, headers: &HeaderMap) -> Option<Dura
     if !c.cache_control {
         return Some(c.cache_ttl);
     }
+    // Kong's resource_ttl: without s-maxage or max-age the response says
+    // nothing of how long it stays fresh, and is not kept. (`Expires` is
+    // not read here.)
     let d = directives(headers);
     if d.no_store || d.no_cache || d.private {
         return None;
     }
     match d.s_maxage.or(d.max_age) {
-        Some(0) => None,
+        Some(0) | None => None,
         Some(s) => Some(Duration::from_secs(s)),
-        None => Some(c.cache_ttl),
     }
 }
 
@@ -629,7 +645,8 @@ mod tests {
         };
         assert_eq!(
             cacheable(&c, StatusCode::OK, &h("")),
-            Some(Duration::from_secs(300))
+            None,
+            "without max-age a response is not kept"
         );
         assert_eq!(
             cacheable(&c, StatusCode::OK, &h("max-age=7")),
