@@ -30,10 +30,12 @@ pub struct Consumer {
 }
 
 /// A key-auth credential: its id and consumer.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 pub struct Key {
     pub id: Uuid,
     pub consumer: Uuid,
+    /// The id as sent upstream (`X-Credential-Identifier`), made once.
+    pub id_header: HeaderValue,
 }
 
 /// A basic-auth credential.
@@ -96,6 +98,8 @@ impl Directory {
                 Key {
                     id: k.id,
                     consumer: k.consumer.id,
+                    id_header: HeaderValue::from_str(&k.id.to_string())
+                        .expect("a UUID is a header value"),
                 },
             );
         }
@@ -131,8 +135,8 @@ impl Directory {
         }
     }
 
-    pub fn key(&self, key: &str) -> Option<Key> {
-        self.keys.get(key).copied()
+    pub fn key(&self, key: &str) -> Option<&Key> {
+        self.keys.get(key)
     }
 
     pub fn basic(&self, username: &str) -> Option<&Basic> {

@@ -176,7 +176,7 @@ fn identified(
     directory: &Directory,
     req: &mut Request<'_>,
     state: &mut RequestState,
-    key: consumers::Key,
+    key: &consumers::Key,
     found: Hide,
 ) -> Option<Response<ProxyBody>> {
     let Some(consumer) = directory.consumer(key.consumer) else {
@@ -197,8 +197,7 @@ fn identified(
             }
         }
     }
-    let id = HeaderValue::from_str(&key.id.to_string()).expect("a UUID is a header value");
-    consumers::set_consumer(req.headers, consumer, Some(id));
+    consumers::set_consumer(req.headers, consumer, Some(key.id_header.clone()));
     state.consumer = Some(consumer.id);
     state.credential = Some(key.id);
     None

@@ -7,6 +7,8 @@
 # With PERF_BASELINE_BIN set (another build of the gateway, say the commit
 # before a change), the set "none@baseline" runs that binary without plugins
 # in the same turns: the change's cost on a route without plugins.
+# PERF_PLUGIN_SETS (comma-separated names) measures only those sets, and
+# PERF_PLUGIN_ROUNDS overrides the number of rounds: a longer look at a few.
 # Needs from run: PLUGIN_ROUND_S, ROUNDS, WARMUP_S, plus what bench.sh needs.
 
 # fetch_with URL HEADER...: fetch with request headers (FETCH_CODE, FETCH_BODY).
@@ -32,14 +34,26 @@ run_plugin_costs() {
     sets=("${sets[0]}" "none@baseline" "${sets[@]:1}")
     fact baseline_gateway "\"$("$PERF_BASELINE_BIN" --version 2>&1 | head -n1)\""
   fi
+  if [ -n "${PERF_PLUGIN_SETS:-}" ]; then
+    local wanted=() keep=()
+    IFS=, read -r -a wanted <<<"$PERF_PLUGIN_SETS"
+    for line in "${sets[@]}"; do
+      for name in "${wanted[@]}"; do
+        [ "${line%%$'\t'*}" = "$name" ] && keep+=("$line")
+      done
+    done
+    [ ${#keep[@]} -gt 0 ] || die "PERF_PLUGIN_SETS=$PERF_PLUGIN_SETS names no set of gen_plugins.py"
+    sets=("${keep[@]}")
+  fi
+  local rounds=${PERF_PLUGIN_ROUNDS:-$ROUNDS}
   for line in "${sets[@]}"; do
     name=${line%%$'\t'*}
     render_conf gateway.conf.tmpl "$WORK/gateway-plugins-$name.conf" \
       "ROUTES_FILE=$WORK/plugins/plugins-$name.yml"
   done
   u=$(url gateway http /svc-0/)
-  log "plugins: ${#sets[@]} sets on one route, ${PLUGIN_ROUND_S}s per set per round, $ROUNDS rounds"
-  for r in $(seq 1 "$ROUNDS"); do
+  log "plugins: ${#sets[@]} sets on one route, ${PLUGIN_ROUND_S}s per set per round, $rounds rounds"
+  for r in $(seq 1 "$rounds"); do
     for line in "${sets[@]}"; do
       IFS=$'\t' read -r -a headers <<<"$line"
       name=${headers[0]}
@@ -68,7 +82,7 @@ run_plugin_costs() {
       ROUND_S=$PLUGIN_ROUND_S bench_round "plugins.$name" "$c" "$u" "$r"
       # shellcheck disable=SC2034 # read by wrk_run
       WRK_HEADERS=()
-      [ "$r" = "$ROUNDS" ] && fact "hwm.plugins.$name" "$(python3 "$LIB/procstat.py" hwm "${CPID[$c]}")"
+      [ "$r" = "$rounds" ] && fact "hwm.plugins.$name" "$(python3 "$LIB/procstat.py" hwm "${CPID[$c]}")"
       stop_contender "$c"
     done
   done
