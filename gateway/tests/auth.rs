@@ -12,19 +12,10 @@ use common::postgres::Postgres;
 use common::*;
 use serde_json::{json, Value};
 
-/// Runs curl with `args` and returns (HTTP status, headers and body).
+/// curl -i: (status, all it printed).
 fn curl_i(args: &[&str]) -> (u16, String) {
-    let mut all = vec!["-i"];
-    all.extend_from_slice(args);
-    let (ok, out) = curl(&all);
-    assert!(ok, "curl {args:?}: {out}");
-    let status = out
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {out}"));
-    (status, out)
+    let c = common::curl_i(args);
+    (c.status, c.raw)
 }
 
 fn body_json(out: &str) -> Value {
@@ -33,29 +24,11 @@ fn body_json(out: &str) -> Value {
 }
 
 fn header<'a>(out: &'a str, name: &str) -> Option<&'a str> {
-    out.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+    header_in(out, name)
 }
 
-/// Polls until the proxy answers `path` with `status` (the nodes rebuild
-/// their snapshot after a change).
 fn until_status(url: &str, extra: &[&str], status: u16) -> String {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut args = vec![url];
-        args.extend_from_slice(extra);
-        let (code, out) = curl_i(&args);
-        if code == status {
-            return out;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} still answers {code}: {out}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    curl_until(url, extra, status).raw
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

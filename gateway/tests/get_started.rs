@@ -15,43 +15,17 @@ use serde_json::Value;
 
 /// curl -i: (status, lower-cased head, body).
 fn curl_i(args: &[&str]) -> (u16, String, String) {
-    let mut all = vec!["-i"];
-    all.extend_from_slice(args);
-    let (ok, out) = curl(&all);
-    assert!(ok, "curl {args:?}: {out}");
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {out}"));
-    (status, head.to_ascii_lowercase(), body.to_string())
+    let c = common::curl_i(args);
+    (c.status, c.head, c.body)
 }
 
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k == name).then(|| v.trim())
-    })
+    header_in(head, name)
 }
 
-/// Waits until the proxy answers `url` with `status` (nodes apply an Admin
-/// API change within a moment).
 fn until(url: &str, extra: &[&str], status: u16) -> (String, String) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let mut args = vec![url];
-        args.extend_from_slice(extra);
-        let (code, head, body) = curl_i(&args);
-        if code == status {
-            return (head, body);
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} answers {code}, not {status}: {head}{body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let c = curl_until(url, extra, status);
+    (c.head, c.body)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

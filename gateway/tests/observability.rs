@@ -16,18 +16,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn start(yaml: &str) -> (Gateway, SocketAddr) {
-    let port = free_port();
-    let gw = gateway()
-        .proxy_listen(&format!("127.0.0.1:{port}"))
-        .declarative(yaml)
-        .start();
-    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(proxy).is_err() {
-        assert!(Instant::now() < deadline, "{}", gw.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (gw, proxy)
+    start_declarative(yaml, &[], "")
 }
 
 /// A collector: answers every request 200 after `delay` and keeps the bodies.

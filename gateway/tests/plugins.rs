@@ -30,28 +30,6 @@ fn req(
     b.body(Full::new(Bytes::from_static(body))).unwrap()
 }
 
-fn start(yaml: &str, extra: &[(&str, &str)], listen: &str) -> (Gateway, SocketAddr) {
-    let port = free_port();
-    let mut b = gateway()
-        .proxy_listen(&format!("127.0.0.1:{port}{listen}"))
-        .declarative(yaml);
-    for (k, v) in extra {
-        b = b.set(k, v);
-    }
-    let gw = b.start();
-    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(proxy).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "proxy never listened: {}",
-            gw.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (gw, proxy)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scopes_precedence_priority_and_disabled_instances() {
     let up = upstream("up").await;
@@ -107,7 +85,7 @@ plugins:
   config: {{status_code: 409, message: route and service}}
 "#
     );
-    let (_gw, proxy) = start(&yaml, &[], "");
+    let (_gw, proxy) = start_declarative(&yaml, &[], "");
     let call = |path: &'static str| async move {
         let r = send(proxy, None, req("GET", path, &[], b"")).await.unwrap();
         (r.status, r.json())
@@ -234,7 +212,7 @@ services:
     );
     // PROXY protocol in front, and a trusted load balancer's
     // X-Forwarded-For believed: ip-restriction sees the real client.
-    let (gw, proxy) = start(
+    let (gw, proxy) = start_declarative(
         &yaml,
         &[
             ("trusted_ips", "[\"198.51.100.0/24\"]"),

@@ -5,46 +5,23 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
 
-fn start(yaml: &str) -> (Gateway, SocketAddr) {
-    let port = free_port();
-    let gw = gateway()
-        .proxy_listen(&format!("127.0.0.1:{port}"))
-        .declarative(yaml)
-        .start();
-    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(proxy).is_err() {
-        assert!(Instant::now() < deadline, "{}", gw.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (gw, proxy)
-}
-
 /// curl -i: (status, lower-cased head, body).
 fn call(args: &[&str]) -> (u16, String, String) {
-    let mut all = vec!["-i"];
-    all.extend_from_slice(args);
-    let (ok, out) = curl(&all);
-    assert!(ok, "{out}");
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap();
-    (status, head.to_ascii_lowercase(), body.to_string())
+    let c = curl_i(args);
+    (c.status, c.head, c.body)
 }
 
 fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        (k == name).then(|| v.trim())
-    })
+    header_in(head, name)
+}
+
+fn start(yaml: &str) -> (Gateway, SocketAddr) {
+    start_declarative(yaml, &[], "")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,18 +223,8 @@ services:
       config: {{minute: 2, hour: 3, limit_by: ip}}
 "#
     );
-    let port = free_port();
-    let gw = gateway()
-        .proxy_listen(&format!("127.0.0.1:{port} proxy_protocol"))
-        .declarative(&yaml)
-        .start();
-    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let from = |client: &str| v1(client, port);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(proxy).is_err() {
-        assert!(Instant::now() < deadline, "{}", gw.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (_gw, proxy) = start_declarative(&yaml, &[], " proxy_protocol");
+    let from = |client: &str| v1(client, proxy.port());
     let a = from("203.0.113.7");
     let b = from("203.0.113.8");
     same_minute(10).await;
@@ -370,17 +360,7 @@ services:
       config: {{minute: 3, policy: redis, fault_tolerant: false, redis_host: 127.0.0.1, redis_port: {rp}, redis_timeout: 300, redis_password: foobared-3141}}
 "#
     );
-    let port = free_port();
-    let gw = gateway()
-        .proxy_listen(&format!("127.0.0.1:{port}"))
-        .declarative(&yaml)
-        .start();
-    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(proxy).is_err() {
-        assert!(Instant::now() < deadline, "{}", gw.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (gw, proxy) = start_declarative(&yaml, &[], "");
 
     same_minute(10).await;
     for remaining in (0..3).rev() {

@@ -5,19 +5,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 
 fn status(url: &str, from: &str) -> (u16, String) {
-    let (ok, out) = curl(&["-i", "--interface", from, url]);
-    assert!(ok, "curl from {from}: {out}");
-    let code = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, out)
+    let c = curl_i(&["--interface", from, url]);
+    (c.status, c.raw)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,19 +35,14 @@ services:
 "#,
         up = up.addr
     );
-    let port = free_port();
-    let gw = gateway()
-        .proxy_listen(&format!("127.0.0.1:{port} proxy_protocol"))
-        .set("trusted_ips", "[\"127.0.0.1\"]")
-        .set("real_ip_header", "\"proxy_protocol\"")
-        .declarative(&yaml)
-        .start();
-    let backend: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(backend).is_err() {
-        assert!(Instant::now() < deadline, "{}", gw.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (gw, backend) = start_declarative(
+        &yaml,
+        &[
+            ("trusted_ips", "[\"127.0.0.1\"]"),
+            ("real_ip_header", "\"proxy_protocol\""),
+        ],
+        " proxy_protocol",
+    );
     let lb = haproxy(backend, "send-proxy");
     let url = |p: &str| format!("http://{}{p}", lb.addr);
 

@@ -5,40 +5,19 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::{json, Value};
 
 fn start(yaml: &str) -> (Gateway, SocketAddr) {
-    let port = free_port();
-    let gw = gateway()
-        .proxy_listen(&format!("127.0.0.1:{port}"))
-        .declarative(yaml)
-        .start();
-    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(proxy).is_err() {
-        assert!(Instant::now() < deadline, "{}", gw.log());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (gw, proxy)
+    start_declarative(yaml, &[], "")
 }
 
-/// curl -i: (status, headers, body as JSON).
+/// curl -i: (status, lower-cased head, body as JSON, or null).
 fn call(args: &[&str]) -> (u16, String, Value) {
-    let mut all = vec!["-i"];
-    all.extend_from_slice(args);
-    let (ok, out) = curl(&all);
-    assert!(ok, "{out}");
-    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap();
-    let v = serde_json::from_str(body).unwrap_or(Value::Null);
-    (status, head.to_ascii_lowercase(), v)
+    let c = curl_i(args);
+    let v = serde_json::from_str(&c.body).unwrap_or(Value::Null);
+    (c.status, c.head, v)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

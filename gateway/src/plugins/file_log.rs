@@ -39,16 +39,7 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
         );
     }
     let reopen = f.boolean("reopen", false);
-    let custom = f.take("custom_fields_by_lua");
-    if custom
-        .as_ref()
-        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
-    {
-        f.error(
-            "custom_fields_by_lua",
-            "Lua is not run by this gateway: remove custom_fields_by_lua",
-        );
-    }
+    super::log::no_custom_fields(f);
     let mut out = Map::new();
     out.insert("path".into(), path.clone().into());
     out.insert("reopen".into(), reopen.into());

@@ -114,16 +114,7 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
     if let Some(b) = basic.and_then(|b| HeaderValue::from_str(&b).ok()) {
         headers.push((http::header::AUTHORIZATION, b));
     }
-    let custom = f.take("custom_fields_by_lua");
-    if custom
-        .as_ref()
-        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
-    {
-        f.error(
-            "custom_fields_by_lua",
-            "Lua is not run by this gateway: remove custom_fields_by_lua",
-        );
-    }
+    super::log::no_custom_fields(f);
     // Kong 3.x's deprecated top-level queue settings, read as its queue's.
     let retry_count = f.take("retry_count");
     let queue_size = f.take("queue_size");

@@ -158,6 +158,21 @@ impl Pending {
     }
 }
 
+/// The log plugins' `custom_fields_by_lua`: Lua is not run here, so a
+/// config that sets fields is refused rather than logged without them.
+pub(super) fn no_custom_fields(f: &mut crate::schema::fields::Fields) {
+    let custom = f.take("custom_fields_by_lua");
+    if custom
+        .as_ref()
+        .is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+    {
+        f.error(
+            "custom_fields_by_lua",
+            "Lua is not run by this gateway: remove custom_fields_by_lua",
+        );
+    }
+}
+
 impl Observer for Pending {
     fn sent(&mut self, bytes: usize) {
         self.sent += bytes as u64;

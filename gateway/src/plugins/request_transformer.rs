@@ -54,15 +54,7 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
         out.insert(rec.into(), Value::Object(o));
         lists.push(l);
     }
-    let field = |i: usize| -> [&[String]; 5] {
-        [
-            &lists[0][i],
-            &lists[1][i],
-            &lists[2][i],
-            &lists[3][i],
-            &lists[4][i],
-        ]
-    };
+    let field = |i: usize| transform::column(&lists, i);
     let body = Fieldset::parse(f, "body", field(0));
     let headers = Headers::parse(f, field(1));
     let query = Fieldset::parse(f, "querystring", field(2));

@@ -80,6 +80,12 @@ pub(super) fn record(f: &mut Fields, name: &str, fields: &[&str], also: &[&str])
     Record { out, lists, extra }
 }
 
+/// The `i`-th field's list in each of the five records (remove, rename,
+/// replace, add, append), as the records were read in that order.
+pub(super) fn column(records: &[Vec<Vec<String>>], i: usize) -> [&[String]; 5] {
+    std::array::from_fn(|r| records[r][i].as_slice())
+}
+
 /// Header changes in Kong's order.
 #[derive(Debug, Default)]
 pub struct Headers {

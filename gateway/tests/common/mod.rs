@@ -664,3 +664,103 @@ impl Haproxy {
         std::fs::read_to_string(self._dir.path().join("haproxy.log")).unwrap_or_default()
     }
 }
+
+// ---------- declarative gateways and curl ----------
+
+/// A DB-less gateway on the declarative `yaml` with `extra` settings, its
+/// proxy on a free loopback port (`listen` appended, say " proxy_protocol"),
+/// returned once the proxy accepts connections.
+pub fn start_declarative(
+    yaml: &str,
+    extra: &[(&str, &str)],
+    listen: &str,
+) -> (Gateway, SocketAddr) {
+    let port = free_port();
+    let mut b = gateway()
+        .proxy_listen(&format!("127.0.0.1:{port}{listen}"))
+        .declarative(yaml);
+    for (k, v) in extra {
+        b = b.set(k, v);
+    }
+    let gw = b.start();
+    let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(proxy).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "proxy never listened: {}",
+            gw.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (gw, proxy)
+}
+
+/// What `curl -i` printed: the status, the head lower-cased (for header
+/// lookups), the body, and all of it as printed.
+pub struct Curled {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+    pub raw: String,
+}
+
+impl Curled {
+    /// A header's value (names are lower-cased in `head`).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.head, name)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.raw))
+    }
+}
+
+/// The value of header `name` (any case) among the lines of `text`.
+pub fn header_in<'a>(text: &'a str, name: &str) -> Option<&'a str> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+/// Runs `curl -i ARGS`; fails the test if curl itself fails.
+pub fn curl_i(args: &[&str]) -> Curled {
+    let mut all = vec!["-i"];
+    all.extend_from_slice(args);
+    let (ok, raw) = curl(&all);
+    assert!(ok, "curl {args:?}: {raw}");
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {raw}"));
+    Curled {
+        status,
+        head: head.to_ascii_lowercase(),
+        body: body.to_string(),
+        raw: raw.clone(),
+    }
+}
+
+/// Polls `url` (with more curl `args`) until it answers `status`: a node
+/// applies an Admin API change within a moment.
+pub fn curl_until(url: &str, args: &[&str], status: u16) -> Curled {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut all = vec![url];
+        all.extend_from_slice(args);
+        let c = curl_i(&all);
+        if c.status == status {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} still answers {}, not {status}: {}",
+            c.status,
+            c.raw
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
