@@ -35,15 +35,9 @@ fn until_status(url: &str, extra: &[&str], status: u16) -> String {
 async fn credentials_endpoints_and_auth_plugins_on_postgres() {
     let up = upstream("auth").await;
     let pg = Postgres::start();
-    pg.create_database("auth");
-    let conf = pg.conf("auth");
-    let (code, out) = gateway_cli(&conf, &["migrations", "bootstrap"]);
-    assert_eq!(code, 0, "{out}");
-    let port = free_port();
-    let gw = gateway()
-        .set_all(&conf)
-        .proxy_listen(&format!("127.0.0.1:{port}"))
-        .start();
+    let conf = pg.bootstrapped("auth");
+    let (gw, proxy_addr) = db_node(&conf);
+    let port = proxy_addr.port();
     let admin = format!("http://{}", gw.admin);
     let proxy = format!("http://127.0.0.1:{port}");
     let a = |path: &str| format!("{admin}{path}");

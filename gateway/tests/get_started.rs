@@ -33,15 +33,9 @@ async fn kongs_get_started_guide() {
     let httpbin = upstream("httpbin").await;
     let httpbun = upstream("httpbun").await;
     let pg = Postgres::start();
-    pg.create_database("get_started");
-    let conf = pg.conf("get_started");
-    let (code, out) = gateway_cli(&conf, &["migrations", "bootstrap"]);
-    assert_eq!(code, 0, "{out}");
-    let port = free_port();
-    let gw = gateway()
-        .set_all(&conf)
-        .proxy_listen(&format!("127.0.0.1:{port}"))
-        .start();
+    let conf = pg.bootstrapped("get_started");
+    let (gw, proxy_addr) = db_node(&conf);
+    let port = proxy_addr.port();
     let admin = |p: &str| format!("http://{}{p}", gw.admin);
     let proxy = |p: &str| format!("http://127.0.0.1:{port}{p}");
 

@@ -463,15 +463,9 @@ async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<Value>) -
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_validates_configs_fills_defaults_and_runs_them() {
     let pg = Postgres::start();
-    pg.create_database("plugins");
-    let conf = pg.conf("plugins");
-    let (code, out) = gateway_cli(&conf, &["migrations", "bootstrap"]);
-    assert_eq!(code, 0, "{out}");
-    let port = free_port();
-    let gw = gateway()
-        .set_all(&conf)
-        .proxy_listen(&format!("127.0.0.1:{port}"))
-        .start();
+    let conf = pg.bootstrapped("plugins");
+    let (gw, proxy_addr) = db_node(&conf);
+    let port = proxy_addr.port();
     let a = gw.admin;
     let proxy: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
 

@@ -109,21 +109,13 @@ fn assert_refused(r: &Reply, limit: u64) {
 }
 
 fn bootstrapped(pg: &Postgres, db: &str) -> Vec<(String, String)> {
-    pg.create_database(db);
-    let mut conf = pg.conf(db);
-    let (code, out) = gateway_cli(&conf, &["migrations", "bootstrap"]);
-    assert_eq!(code, 0, "{out}");
+    let mut conf = pg.bootstrapped(db);
     conf.push(("db_update_frequency".into(), "1".into()));
     conf
 }
 
 fn node(conf: &[(String, String)]) -> (Gateway, SocketAddr) {
-    let port = free_port();
-    let gw = gateway()
-        .set_all(conf)
-        .proxy_listen(&format!("127.0.0.1:{port}"))
-        .start();
-    (gw, format!("127.0.0.1:{port}").parse().unwrap())
+    db_node(conf)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -696,6 +696,17 @@ pub fn start_declarative(
     (gw, proxy)
 }
 
+/// A node with the settings `conf` (a database's), its proxy on a free
+/// loopback port.
+pub fn db_node(conf: &[(String, String)]) -> (Gateway, SocketAddr) {
+    let port = free_port();
+    let gw = gateway()
+        .set_all(conf)
+        .proxy_listen(&format!("127.0.0.1:{port}"))
+        .start();
+    (gw, format!("127.0.0.1:{port}").parse().unwrap())
+}
+
 /// What `curl -i` printed: the status, the head lower-cased (for header
 /// lookups), the body, and all of it as printed.
 pub struct Curled {

@@ -232,6 +232,16 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
+    /// A new database `name` with the gateway's migrations bootstrapped, and
+    /// the settings of a node on it.
+    pub fn bootstrapped(&self, name: &str) -> Vec<(String, String)> {
+        self.create_database(name);
+        let conf = self.conf(name);
+        let (code, out) = super::gateway_cli(&conf, &["migrations", "bootstrap"]);
+        assert_eq!(code, 0, "{out}");
+        conf
+    }
+
     pub fn create_database(&self, name: &str) {
         self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
     }
