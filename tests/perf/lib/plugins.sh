@@ -22,9 +22,11 @@ fetch_with() {
   [ -n "$FETCH_CODE" ] || FETCH_CODE=000
 }
 
-run_plugin_costs() {
-  local sets=() line name r i headers=() u c=gateway bin
-  budget_check "plugin costs"
+# plugin_sets: writes the sets' declarative files and configs; PLUGIN_SETS
+# holds one line per set, NAME<TAB>HEADER..., in the order measured.
+PLUGIN_SETS=()
+plugin_sets() {
+  local sets=() line name
   mapfile -t sets < <(python3 "$HERE/gen_plugins.py" "127.0.0.1:$UPSTREAM_PORT" "$WORK/plugins") ||
     die "gen_plugins.py failed"
   if [ -n "${PERF_BASELINE_BIN:-}" ]; then
@@ -45,12 +47,25 @@ run_plugin_costs() {
     [ ${#keep[@]} -gt 0 ] || die "PERF_PLUGIN_SETS=$PERF_PLUGIN_SETS names no set of gen_plugins.py"
     sets=("${keep[@]}")
   fi
-  local rounds=${PERF_PLUGIN_ROUNDS:-$ROUNDS}
   for line in "${sets[@]}"; do
     name=${line%%$'\t'*}
     render_conf gateway.conf.tmpl "$WORK/gateway-plugins-$name.conf" \
       "ROUTES_FILE=$WORK/plugins/plugins-$name.yml"
   done
+  PLUGIN_SETS=("${sets[@]}")
+}
+
+# plugin_bin NAME: the binary a set runs.
+plugin_bin() {
+  if [ "$1" = none@baseline ]; then printf '%s' "$PERF_BASELINE_BIN"; else printf '%s' "$GATEWAY_BIN"; fi
+}
+
+run_plugin_costs() {
+  local sets=() line name r i headers=() u c=gateway bin
+  budget_check "plugin costs"
+  plugin_sets
+  sets=("${PLUGIN_SETS[@]}")
+  local rounds=${PERF_PLUGIN_ROUNDS:-$ROUNDS}
   u=$(url gateway http /svc-0/)
   log "plugins: ${#sets[@]} sets on one route, ${PLUGIN_ROUND_S}s per set per round, $rounds rounds"
   for r in $(seq 1 "$rounds"); do
@@ -58,8 +73,7 @@ run_plugin_costs() {
       IFS=$'\t' read -r -a headers <<<"$line"
       name=${headers[0]}
       headers=("${headers[@]:1}")
-      bin=$GATEWAY_BIN
-      [ "$name" = none@baseline ] && bin=$PERF_BASELINE_BIN
+      bin=$(plugin_bin "$name")
       spawn "gateway-plugins-$name" "$CONTENDER_CPUS" "$bin" start \
         --conf "$WORK/gateway-plugins-$name.conf"
       # shellcheck disable=SC2004 # CPID is associative (lib/contenders.sh)

@@ -40,3 +40,47 @@ profile_gateway() {
       }' | sed -n '1,50p'
   printf '\nprofile kept: %s (callgrind_annotate --tree=calling --inclusive=yes %s)\n' "$out" "$out"
 }
+
+# profile_plugin_sets: instructions per request of each plugin set
+# (lib/plugins.sh, PERF_PLUGIN_SETS to pick some), the gateway under
+# callgrind as above, so a plugin's cost is read without the timing noise of
+# a shared machine. Start-up is included in each total; PROFILE_S of load
+# spreads it thin, and every set pays it alike.
+profile_plugin_sets() {
+  local line name headers=() hargs=() h out pid reqs total u per base=""
+  command -v valgrind >/dev/null || ensure_packages valgrind:valgrind
+  plugin_sets
+  u=$(url gateway http /svc-0/)
+  printf '\nInstructions per request under callgrind, %ss of wrk -t1 -c16 per set\n' "$PROFILE_S"
+  printf '  %-26s %12s %10s %9s\n' set instructions "vs none" requests
+  for line in "${PLUGIN_SETS[@]}"; do
+    IFS=$'\t' read -r -a headers <<<"$line"
+    name=${headers[0]}
+    headers=("${headers[@]:1}")
+    hargs=()
+    for h in "${headers[@]}"; do hargs+=(-H "$h"); done
+    out="$WORK/callgrind-$name.out"
+    spawn "callgrind-$name" "" valgrind --tool=callgrind --callgrind-out-file="$out" \
+      "$(plugin_bin "$name")" start --conf "$WORK/gateway-plugins-$name.conf"
+    pid=$SPAWNED_PID
+    for _ in $(seq 1 600); do
+      alive "$pid" || { tail_log "callgrind-$name"; die "the gateway with $name exited under valgrind"; }
+      fetch_with "$u" "${headers[@]}"
+      [ "$FETCH_CODE" = 200 ] && break
+      sleep 0.2
+    done
+    [ "$FETCH_CODE" = 200 ] || die "the gateway with $name under valgrind never answered 200"
+    timeout $((PROFILE_S + 30)) wrk -t1 -c16 -d"${PROFILE_S}s" "${hargs[@]}" "$u" \
+      >"$WORK/wrk-profile-$name.txt" 2>&1 || { cat "$WORK/wrk-profile-$name.txt" >&2; die "wrk failed"; }
+    reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk-profile-$name.txt")
+    kill -INT "$pid"
+    wait "$pid" 2>/dev/null || true
+    [ -s "$out" ] || die "callgrind wrote no profile for $name"
+    total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
+    per=$((total / (reqs + 1)))
+    [ -z "$base" ] && base=$per
+    printf '  %-26s %12s %9s%% %9s\n' "$name" "$per" \
+      "$(python3 -c 'import sys; print(f"{(int(sys.argv[1]) / int(sys.argv[2]) - 1) * 100:+.1f}")' "$per" "$base")" "$reqs"
+    fact "profile.plugins.$name" "{\"instructions_per_request\": $per, \"requests\": $reqs}"
+  done
+}
