@@ -190,10 +190,10 @@ fn identified(
                 req.headers.remove(name);
             }
             Hide::Query(name) => {
-                state.uri = Some(without_query_arg(
-                    state.uri.as_ref().unwrap_or(req.uri),
+                state.uri = Some(Box::new(without_query_arg(
+                    state.uri.as_deref().unwrap_or(req.uri),
                     &name,
-                ))
+                )))
             }
         }
     }

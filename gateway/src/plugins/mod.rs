@@ -584,6 +584,8 @@ pub struct Request<'a> {
 }
 
 /// What plugins leave during `access` for later phases and for the proxy.
+/// It lives in every request's future, with or without plugins: what is
+/// large and set by few plugins is boxed, so the future stays small.
 #[derive(Debug, Default)]
 pub struct RequestState {
     /// correlation-id's value, echoed downstream when configured.
@@ -605,7 +607,7 @@ pub struct RequestState {
     /// The request's URI as a plugin rewrote it (key-auth's
     /// `hide_credentials` in the query string); the upstream's is built
     /// from it.
-    pub uri: Option<Uri>,
+    pub uri: Option<Box<Uri>>,
     /// request-transformer's `replace.uri`: the upstream's path, whatever
     /// the route and service would make of the client's.
     pub upstream_path: Option<Box<str>>,
@@ -620,7 +622,7 @@ pub struct RequestState {
     /// proxy-cache's decision and key, for its headers and the proxy.
     pub proxy_cache: Option<proxy_cache::Pending>,
     /// rate-limiting's usage, for its headers on the upstream's response.
-    pub rate_limit: Option<rate_limiting::Usage>,
+    pub rate_limit: Option<Box<rate_limiting::Usage>>,
     /// Which slots ran `access` (bit i for the chain's i-th plugin name;
     /// chains are short, and 64 plugins is more than Kong bundles per route).
     ran: u64,

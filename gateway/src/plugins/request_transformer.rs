@@ -90,13 +90,13 @@ pub(super) fn schema() -> Value {
 pub(super) fn access(c: &Config, req: &mut Request<'_>, state: &mut RequestState) {
     c.headers.apply(req.headers);
     if !c.query.is_empty() {
-        let current = state.uri.as_ref().unwrap_or(req.uri);
+        let current = state.uri.as_deref().unwrap_or(req.uri);
         let mut pairs: Vec<(String, String)> = current
             .query()
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default();
         c.query.apply_pairs(&mut pairs);
-        state.uri = Some(with_query(current, &pairs));
+        state.uri = Some(Box::new(with_query(current, &pairs)));
     }
     if let Some(u) = &c.uri {
         state.upstream_path = Some(u.clone());

@@ -122,7 +122,9 @@ async fn proxy(
     // whatever answers. A route without plugins skips both on one check.
     let plugins = &route.plugins;
     let mut state = RequestState::default();
-    // What the log phase reads, for a chain with log plugins only.
+    // What the log phase reads, for a chain with log plugins only; boxed,
+    // as the body's observer will be, so a request without it carries one
+    // pointer in its future.
     let mut pending = plugins.has_log().then(|| {
         log_start(
             &snapshot,
@@ -168,7 +170,7 @@ async fn proxy(
         // A plugin's rewrite (key-auth hiding its key) keeps the path, so
         // the route's match length still holds.
         let rewritten = state.uri.take();
-        let client_uri = rewritten.as_ref().unwrap_or(&uri);
+        let client_uri = rewritten.as_deref().unwrap_or(&uri);
         let Some(mut upstream_uri) =
             upstream_path::build(client_uri, found.matched_path_len, route, service)
         else {
@@ -284,7 +286,7 @@ async fn proxy(
         if p.request_headers.is_some() {
             p.response_headers = Some(resp.headers().clone());
         }
-        resp = resp.map(|b| b.observed(Box::new(p)));
+        resp = resp.map(|b| b.observed(p));
     }
     resp
 }
@@ -296,7 +298,7 @@ fn log_start(
     req: &Request<Incoming>,
     client: std::net::IpAddr,
     with_headers: bool,
-) -> plugins::log::Pending {
+) -> Box<plugins::log::Pending> {
     let body = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -304,7 +306,7 @@ fn log_start(
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
     let line = req.method().as_str().len() + req.uri().to_string().len() + 11;
-    plugins::log::Pending {
+    Box::new(plugins::log::Pending {
         snapshot: snapshot.clone(),
         route_index,
         started: std::time::Instant::now(),
@@ -323,7 +325,7 @@ fn log_start(
         upstream_uri: None,
         sent: 0,
         head_size: 0,
-    }
+    })
 }
 
 /// The bytes of a head's header lines, as written on the wire.

@@ -485,7 +485,7 @@ pub(super) async fn access(
         return Some(r);
     }
     if !c.hide_client_headers {
-        state.rate_limit = Some(usage);
+        state.rate_limit = Some(Box::new(usage));
     }
     None
 }
