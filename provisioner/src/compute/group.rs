@@ -271,14 +271,56 @@ pub fn plan(
     let hook = format!("lifecycle-hook {}", lifecycle_hook_name(&ctx.spec));
     match &current.group {
         None => vec![Change::create(group), Change::create(hook)],
-        Some(g) => vec![
-            settings_diff(ctx, &g.settings, &desired(ctx, inputs, version)).into_change(group),
-            match &g.hook {
-                None => Change::create(hook),
-                Some(h) => hook_diff(h, &desired_hook(ctx)).into_change(hook),
-            },
-        ],
+        Some(g) => {
+            let mut changes = vec![
+                settings_diff(ctx, &g.settings, &desired(ctx, inputs, version))
+                    .into_change(group.clone()),
+                match &g.hook {
+                    None => Change::create(hook),
+                    Some(h) => hook_diff(h, &desired_hook(ctx)).into_change(hook),
+                },
+            ];
+            changes.extend(roll_change(g, &group, version));
+            changes
+        }
     }
+}
+
+/// The nodes `up` will replace (see `roll`): those not on template `version`.
+fn roll_change(g: &Current, group: &str, version: i64) -> Option<Change> {
+    let version = version.to_string();
+    let mut old: Vec<&Instance> = g
+        .instances
+        .iter()
+        .filter(|i| {
+            !i.lifecycle_state.starts_with("Terminat")
+                && i.launch_template_version.as_deref() != Some(version.as_str())
+        })
+        .collect();
+    if old.is_empty() {
+        return None;
+    }
+    old.sort_by(|a, b| a.id.cmp(&b.id));
+    let current = old
+        .iter()
+        .map(|i| {
+            format!(
+                "{} on version {}",
+                i.id,
+                i.launch_template_version.as_deref().unwrap_or("?")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut d = Diff::default();
+    d.field(
+        "template_version",
+        Some(current),
+        Some(format!(
+            "{version} (replaced one at a time, launch before terminate)"
+        )),
+    );
+    Some(d.into_change(format!("nodes of {group}")))
 }
 
 pub fn status(current: &super::Current, elb_health: &BTreeMap<String, String>) -> Vec<Status> {

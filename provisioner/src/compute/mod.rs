@@ -11,6 +11,7 @@ pub mod group;
 mod group_apply;
 pub mod policy;
 pub mod profile;
+pub mod roll;
 pub mod template;
 mod template_apply;
 
@@ -132,7 +133,8 @@ pub async fn converge_profile(
 }
 
 /// Template first (a new default version when its inputs changed), then the group on
-/// that exact version.
+/// that exact version, then the nodes still on an older version are replaced, one at a
+/// time (`roll`).
 pub async fn converge(ctx: &Ctx, current: &Current, inputs: &NodeInputs) -> Result<Compute> {
     let (launch_template_id, launch_template_version) =
         template_apply::converge(ctx, current, inputs).await?;
@@ -144,6 +146,7 @@ pub async fn converge(ctx: &Ctx, current: &Current, inputs: &NodeInputs) -> Resu
         launch_template_version,
     )
     .await?;
+    roll::replace_outdated(ctx, &inputs.elb_name, launch_template_version).await?;
     Ok(Compute {
         asg_name: ctx.spec.asg_name(),
         launch_template_id,
