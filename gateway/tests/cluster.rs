@@ -279,7 +279,20 @@ async fn cluster_lists_active_left_and_failed_nodes() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // After twice the TTL, both are dropped; A stays active.
+    // A failed node is cleared by hand (the clustering reference's way); an active one
+    // is refused, since it would register again at its next heartbeat.
+    let del = |id: Value| async move {
+        let path = format!("/cluster/nodes/{}", id.as_str().unwrap());
+        admin(a.gw.admin, "DELETE", &path, None, None).await
+    };
+    let r = del(admin_node_id(&a.gw)).await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(r.json()["message"].as_str().unwrap().contains("is active"));
+    assert_eq!(del(admin_node_id(&b.gw)).await.status, 204);
+    assert_eq!(status_of(&list().await, &b.gw), None);
+    assert_eq!(del(admin_node_id(&b.gw)).await.status, 404);
+
+    // After twice the TTL, the rest are dropped; A stays active.
     let start = Instant::now();
     loop {
         let nodes = list().await;

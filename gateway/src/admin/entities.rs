@@ -1,6 +1,6 @@
 //! Kong's entity endpoints on PostgreSQL: `/{entities}`, `/{entities}/{id|name}`,
 //! the nested forms (`/services/{s}/routes`, `/upstreams/{u}/targets/{t}`, ...)
-//! and `GET /cluster`. Status codes and error bodies follow Kong.
+//! `GET /cluster` and `DELETE /cluster/nodes/{id|hostname}`. Status codes and error bodies follow Kong.
 
 // Early returns carry the finished error response, as axum handlers do.
 #![allow(clippy::result_large_err)]
@@ -28,6 +28,7 @@ const MAX_PAGE_SIZE: i64 = 1000;
 pub fn routes() -> Router<AdminState> {
     Router::new()
         .route("/cluster", get(cluster))
+        .route("/cluster/nodes/{node}", axum::routing::delete(remove_node))
         .route("/{kind}", any(collection))
         .route("/{kind}/{key}", any(entity))
         .route("/{parent}/{pkey}/{kind}", any(nested_collection))
@@ -45,6 +46,28 @@ async fn cluster(State(s): State<AdminState>) -> Response {
         Ok(nodes) => {
             Json(json!({ "data": nodes, "total": nodes.len(), "next": null })).into_response()
         }
+        Err(e) => store_error(e),
+    }
+}
+
+/// Clears a failed (or left) node from `GET /cluster`. An active node answers 409:
+/// it would register again at its next heartbeat, so stop or terminate it first.
+async fn remove_node(State(s): State<AdminState>, Path(node): Path<String>) -> Response {
+    use crate::store::nodes::{remove, Removal};
+    let c = match db(&s) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    match remove(&c.store, &node, c.config.ttl_on_failure).await {
+        Ok(Removal::Removed(_)) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Removal::Active) => message(
+            StatusCode::CONFLICT,
+            &format!(
+                "node {node} is active (it sent a heartbeat within cluster_ttl_on_failure); \
+                 only failed or left nodes can be removed: stop or terminate it first"
+            ),
+        ),
+        Ok(Removal::NotFound) => message(StatusCode::NOT_FOUND, "Not found"),
         Err(e) => store_error(e),
     }
 }

@@ -97,3 +97,48 @@ pub async fn list(store: &Store, ttl: Duration) -> Result<Vec<Value>> {
         })
         .collect())
 }
+
+/// What `DELETE /cluster/nodes/{node}` did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    /// This many failed or left entries are gone.
+    Removed(u64),
+    /// The node still heartbeats: removing it would only last until its next beat.
+    Active,
+    NotFound,
+}
+
+/// Removes a failed or left node from the cluster view, by id or hostname (the
+/// clustering reference's way of clearing a node that will not come back). Active
+/// nodes stay: they would register again within a heartbeat.
+pub async fn remove(store: &Store, key: &str, ttl: Duration) -> Result<Removal> {
+    let id = Uuid::parse_str(key).ok();
+    let deleted = sqlx::query(
+        "DELETE FROM cluster_nodes
+         WHERE (id = $1 OR ($1 IS NULL AND hostname = $2))
+           AND (status = 'left' OR last_seen < now() - make_interval(secs => $3))",
+    )
+    .bind(id)
+    .bind(key)
+    .bind(ttl.as_secs_f64())
+    .execute(&store.pool)
+    .await
+    .map_err(classify)?
+    .rows_affected();
+    if deleted > 0 {
+        return Ok(Removal::Removed(deleted));
+    }
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM cluster_nodes WHERE id = $1 OR ($1 IS NULL AND hostname = $2))",
+    )
+    .bind(id)
+    .bind(key)
+    .fetch_one(&store.pool)
+    .await
+    .map_err(classify)?;
+    Ok(if exists {
+        Removal::Active
+    } else {
+        Removal::NotFound
+    })
+}
