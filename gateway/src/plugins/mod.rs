@@ -795,7 +795,7 @@ impl Chain {
                 Config::CorrelationId(c) => correlation_id::header_filter(c, state, headers),
                 Config::Cors(c) => cors::header_filter(c, state, headers),
                 Config::ResponseTransformer(c) => response_transformer::header_filter(c, headers),
-                Config::RateLimiting(_) => rate_limiting::header_filter(state, headers),
+                Config::RateLimiting(c) => rate_limiting::header_filter(c, state, headers),
                 Config::ProxyCache(c) => proxy_cache::header_filter(c, state, headers),
                 Config::Acl(_)
                 | Config::Prometheus(_)
