@@ -708,11 +708,13 @@ impl Chain {
     /// an authentication plugin selects the consumer-scoped instances of
     /// the plugins after it. Only a remote-counter rate-limiting (redis,
     /// cluster) awaits; every other plugin completes on the first poll.
+    /// A plugin's answer is boxed: it is rare, and the `None` of every
+    /// other request then moves as one word.
     pub async fn access(
         &self,
         req: &mut Request<'_>,
         state: &mut RequestState,
-    ) -> Option<Response<ProxyBody>> {
+    ) -> Option<Box<Response<ProxyBody>>> {
         let empty = consumers::Directory::default();
         let directory = self.directory.as_deref().unwrap_or(&empty);
         for (i, slot) in self.slots.iter().enumerate() {
@@ -747,12 +749,15 @@ impl Chain {
                 }
                 Config::Prometheus(_) | Config::HttpLog(_) | Config::FileLog(_) => None,
                 Config::ProxyCache(c) => proxy_cache::access(c, p.id, req, state),
+                Config::RateLimiting(c) if !rate_limiting::is_remote(c) => {
+                    rate_limiting::access_local(c, p.id, req, state)
+                }
                 Config::RateLimiting(c) => rate_limiting::access(c, p.id, req, state).await,
                 Config::RequestSizeLimiting(c) => request_size_limiting::access(c, req, state),
                 Config::RequestTermination(c) => request_termination::access(c, req),
             };
-            if exit.is_some() {
-                return exit;
+            if let Some(r) = exit {
+                return Some(Box::new(r));
             }
         }
         None

@@ -137,51 +137,15 @@ async fn proxy(
         )
         .await;
     }
-    let request = ClientRequest {
-        req,
-        uri: &uri,
-        host,
-        host_header: &host_header,
-        matched,
-    };
-    with_plugins(shared, conn, &snapshot, found.route, request, id).await
-}
-
-/// The client's request and what the lookup made of it.
-struct ClientRequest<'a> {
-    req: Request<Incoming>,
-    uri: &'a http::Uri,
-    host: &'a str,
-    host_header: &'a Option<HeaderValue>,
-    matched: usize,
-}
-
-/// The plugins' access phase, then the upstream; the header filter on
-/// whatever answers, and the log phase's record.
-async fn with_plugins(
-    shared: &Shared,
-    conn: &ConnectionInfo,
-    snapshot: &Arc<Snapshot>,
-    route_index: usize,
-    incoming: ClientRequest<'_>,
-    id: &HeaderValue,
-) -> Response<ProxyBody> {
-    let ClientRequest {
-        mut req,
-        uri,
-        host,
-        host_header,
-        matched,
-    } = incoming;
-    let route = &snapshot.routes[route_index];
-    let https = conn.scheme == Protocol::Https;
-    let plugins = &route.plugins;
+    // The plugins' access phase, then the upstream; the header filter on
+    // whatever answers, and the log phase's record.
+    let route_index = found.route;
     let mut state = RequestState::default();
     // What the log phase reads, for a chain with log plugins only; boxed,
     // as the body's observer will be.
     let mut pending = plugins.has_log().then(|| {
         log_start(
-            snapshot,
+            &snapshot,
             route_index,
             &req,
             conn.client,
@@ -199,7 +163,7 @@ async fn with_plugins(
     }
     let mut view = plugins::Request {
         method: &method,
-        uri,
+        uri: &uri,
         headers: req.headers_mut(),
         client,
         https,
@@ -211,15 +175,15 @@ async fn with_plugins(
     let asked = pending.as_ref().map(|_| std::time::Instant::now());
     let plugin_answered = exit.is_some();
     let mut resp = match exit {
-        Some(r) => r,
+        Some(r) => *r,
         None => {
             upstream(
                 shared,
                 conn,
                 req,
-                uri,
+                &uri,
                 host,
-                host_header,
+                &host_header,
                 matched,
                 route,
                 Some(&mut state),
@@ -239,7 +203,7 @@ async fn with_plugins(
     // After the header filters, as Kong's proxy-cache decides in its own
     // (priority 100, after response-transformer's): the headers it sees
     // are the ones the client gets.
-    if from_upstream {
+    if from_upstream && state.proxy_cache.is_some() {
         resp = plugins.on_response(&mut state, resp);
     }
     if let Some(mut p) = pending {

@@ -434,6 +434,20 @@ pub(crate) enum Outcome {
     Refused(Counts),
 }
 
+/// The local policy: no await, so the access phase of a chain without a
+/// remote policy is one synchronous pass.
+pub(super) fn access_local(
+    c: &Config,
+    instance: Uuid,
+    req: &Request<'_>,
+    state: &mut RequestState,
+) -> Option<http::Response<ProxyBody>> {
+    let now_ms = window::now_ms();
+    let id = identifier(c, req, state);
+    let outcome = local::STORE.hit(digest(instance, &id), &c.limits, now_ms);
+    finish(c, outcome, now_ms, req, state)
+}
+
 pub(super) async fn access(
     c: &Config,
     instance: Uuid,
@@ -468,6 +482,18 @@ pub(super) async fn access(
             return None;
         }
     };
+    finish(c, outcome, now_ms, req, state)
+}
+
+/// The answer to a counted request: Kong's error with the headers when
+/// refused, else the usage for the header filter.
+fn finish(
+    c: &Config,
+    outcome: Outcome,
+    now_ms: i64,
+    req: &Request<'_>,
+    state: &mut RequestState,
+) -> Option<http::Response<ProxyBody>> {
     let (counts, refused) = match outcome {
         Outcome::Allowed(c) => (c, false),
         Outcome::Refused(c) => (c, true),
