@@ -584,8 +584,9 @@ pub struct Request<'a> {
 }
 
 /// What plugins leave during `access` for later phases and for the proxy.
-/// It lives in every request's future, with or without plugins: what is
-/// large and set by few plugins is boxed, so the future stays small.
+/// It lives in the future of a request whose route has plugins (a route
+/// without them never makes one): what is large and set by few plugins is
+/// boxed, so the future stays small.
 #[derive(Debug, Default)]
 pub struct RequestState {
     /// correlation-id's value, echoed downstream when configured.
@@ -621,8 +622,10 @@ pub struct RequestState {
     pub response_json: Option<Arc<transform::Fieldset>>,
     /// proxy-cache's decision and key, for its headers and the proxy.
     pub proxy_cache: Option<proxy_cache::Pending>,
-    /// rate-limiting's usage, for its headers on the upstream's response.
-    pub rate_limit: Option<Box<rate_limiting::Usage>>,
+    /// rate-limiting's usage, for its headers on the upstream's response
+    /// (not boxed: a request without plugins has no request state, and
+    /// one with rate-limiting then allocates nothing for it).
+    pub rate_limit: Option<rate_limiting::Usage>,
     /// Which slots ran `access` (bit i for the chain's i-th plugin name;
     /// chains are short, and 64 plugins is more than Kong bundles per route).
     ran: u64,

@@ -510,7 +510,7 @@ fn finish(
         return Some(r);
     }
     if !c.hide_client_headers {
-        state.rate_limit = Some(Box::new(usage));
+        state.rate_limit = Some(usage);
     }
     None
 }
