@@ -49,12 +49,17 @@ pub struct Basic {
     pub username: HeaderValue,
 }
 
+/// The maps' hasher: foldhash, a few instructions for a key or a UUID where
+/// SipHash takes about a hundred. Its keys are written by the operator, not
+/// by clients, so there is no flooding to resist.
+type Fast = foldhash::fast::FixedState;
+
 #[derive(Debug, Default)]
 pub struct Directory {
-    consumers: HashMap<Uuid, Consumer>,
-    by_username: HashMap<Box<str>, Uuid>,
-    keys: HashMap<Box<str>, Key>,
-    basic: HashMap<Box<str>, Basic>,
+    consumers: HashMap<Uuid, Consumer, Fast>,
+    by_username: HashMap<Box<str>, Uuid, Fast>,
+    keys: HashMap<Box<str>, Key, Fast>,
+    basic: HashMap<Box<str>, Basic, Fast>,
 }
 
 impl Directory {
@@ -146,28 +151,74 @@ impl Directory {
 
 /// Kong's `set_consumer`: the consumer's headers upstream, replacing any the
 /// client sent (a client must not name itself a consumer), and
-/// `X-Anonymous-Consumer: true` when no credential identified it.
+/// `X-Anonymous-Consumer: true` when no credential identified it. A header
+/// is cleared only when the client sent it: one pass over the names finds
+/// them, so clearing an absent one costs no hashing.
 pub fn set_consumer(headers: &mut HeaderMap, consumer: &Consumer, credential: Option<HeaderValue>) {
+    let sent = sent_consumer_headers(headers);
     headers.insert(&CONSUMER_ID, consumer.id_header.clone());
-    set_or_clear(headers, &CONSUMER_CUSTOM_ID, consumer.custom_id.clone());
-    set_or_clear(headers, &CONSUMER_USERNAME, consumer.username.clone());
+    set_or_clear(
+        headers,
+        &CONSUMER_CUSTOM_ID,
+        consumer.custom_id.clone(),
+        sent & SENT_CUSTOM_ID != 0,
+    );
+    set_or_clear(
+        headers,
+        &CONSUMER_USERNAME,
+        consumer.username.clone(),
+        sent & SENT_USERNAME != 0,
+    );
     let anonymous = credential.is_none();
-    set_or_clear(headers, &CREDENTIAL_IDENTIFIER, credential);
+    set_or_clear(
+        headers,
+        &CREDENTIAL_IDENTIFIER,
+        credential,
+        sent & SENT_CREDENTIAL != 0,
+    );
     if anonymous {
         headers.insert(&ANONYMOUS_CONSUMER, HeaderValue::from_static("true"));
-    } else {
+    } else if sent & SENT_ANONYMOUS != 0 {
         headers.remove(&ANONYMOUS_CONSUMER);
     }
 }
 
-fn set_or_clear(headers: &mut HeaderMap, name: &HeaderName, value: Option<HeaderValue>) {
+const SENT_CUSTOM_ID: u8 = 1;
+const SENT_USERNAME: u8 = 2;
+const SENT_CREDENTIAL: u8 = 4;
+const SENT_ANONYMOUS: u8 = 8;
+
+/// Which of the headers [`set_consumer`] may clear are in `headers`, by
+/// name length first (names are lowercase).
+fn sent_consumer_headers(headers: &HeaderMap) -> u8 {
+    let mut sent = 0;
+    for name in headers.keys() {
+        let s = name.as_str();
+        sent |= match s.len() {
+            19 if s == CONSUMER_USERNAME.as_str() => SENT_USERNAME,
+            20 if s == CONSUMER_CUSTOM_ID.as_str() => SENT_CUSTOM_ID,
+            20 if s == ANONYMOUS_CONSUMER.as_str() => SENT_ANONYMOUS,
+            23 if s == CREDENTIAL_IDENTIFIER.as_str() => SENT_CREDENTIAL,
+            _ => 0,
+        };
+    }
+    sent
+}
+
+fn set_or_clear(
+    headers: &mut HeaderMap,
+    name: &HeaderName,
+    value: Option<HeaderValue>,
+    sent: bool,
+) {
     match value {
         Some(v) => {
             headers.insert(name, v);
         }
-        None => {
+        None if sent => {
             headers.remove(name);
         }
+        None => {}
     }
 }
 

@@ -94,15 +94,18 @@ pub(super) fn schema() -> Value {
     ])
 }
 
-enum Found {
+enum Found<'d> {
     None,
     Duplicate,
-    Header(HeaderName, HeaderValue),
-    Query(Box<str>, String),
+    /// The key in the header of `key_names[i]`, and its credential if any.
+    Header(usize, Option<&'d consumers::Key>),
+    /// The key in the query argument of `key_names[i]`.
+    Query(usize, Option<&'d consumers::Key>),
 }
 
-fn find(c: &Config, req: &Request<'_>) -> Found {
-    for (name, header) in c.key_names.iter() {
+/// The key, looked up where it was found: nothing of the request is copied.
+fn find<'d>(c: &Config, directory: &'d Directory, req: &Request<'_>) -> Found<'d> {
+    for (i, (name, header)) in c.key_names.iter().enumerate() {
         if c.key_in_header {
             if let Some(h) = header {
                 let mut values = req.headers.get_all(h).iter();
@@ -110,7 +113,7 @@ fn find(c: &Config, req: &Request<'_>) -> Found {
                     if values.next().is_some() {
                         return Found::Duplicate;
                     }
-                    return Found::Header(h.clone(), v.clone());
+                    return Found::Header(i, v.to_str().ok().and_then(|k| directory.key(k)));
                 }
             }
         }
@@ -121,7 +124,7 @@ fn find(c: &Config, req: &Request<'_>) -> Found {
                     if values.next().is_some() {
                         return Found::Duplicate;
                     }
-                    return Found::Query(name.clone(), v.into_owned());
+                    return Found::Query(i, directory.key(&v));
                 }
             }
         }
@@ -143,17 +146,16 @@ pub(super) fn access(
     if c.anonymous.is_some() && state.credential.is_some() {
         return None;
     }
-    let failure = match find(c, req) {
+    let failure = match find(c, directory, req) {
         Found::None => (NO_KEY, true),
         Found::Duplicate => (DUPLICATE, false),
-        Found::Header(name, value) => match value.to_str().ok().and_then(|k| directory.key(k)) {
-            Some(key) => return identified(c, directory, req, state, key, Hide::Header(name)),
-            None => (INVALID, true),
-        },
-        Found::Query(name, value) => match directory.key(&value) {
-            Some(key) => return identified(c, directory, req, state, key, Hide::Query(name)),
-            None => (INVALID, true),
-        },
+        Found::Header(i, Some(key)) => {
+            return identified(c, directory, req, state, key, Hide::Header(i))
+        }
+        Found::Query(i, Some(key)) => {
+            return identified(c, directory, req, state, key, Hide::Query(i))
+        }
+        Found::Header(_, None) | Found::Query(_, None) => (INVALID, true),
     };
     if let Some(anonymous) = &c.anonymous {
         return super::anonymous(directory, anonymous, req, state);
@@ -166,9 +168,10 @@ pub(super) fn access(
     Some(r)
 }
 
+/// Where the key was found: the index of its name in `key_names`.
 enum Hide {
-    Header(HeaderName),
-    Query(Box<str>),
+    Header(usize),
+    Query(usize),
 }
 
 fn identified(
@@ -186,13 +189,15 @@ fn identified(
     };
     if c.hide_credentials {
         match found {
-            Hide::Header(name) => {
-                req.headers.remove(name);
+            Hide::Header(i) => {
+                if let Some(name) = &c.key_names[i].1 {
+                    req.headers.remove(name);
+                }
             }
-            Hide::Query(name) => {
+            Hide::Query(i) => {
                 state.uri = Some(Box::new(without_query_arg(
                     state.uri.as_deref().unwrap_or(req.uri),
-                    &name,
+                    &c.key_names[i].0,
                 )))
             }
         }

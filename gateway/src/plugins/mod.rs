@@ -584,8 +584,9 @@ pub struct Request<'a> {
 }
 
 /// What plugins leave during `access` for later phases and for the proxy.
-/// It lives in every request's future, with or without plugins: what is
-/// large and set by few plugins is boxed, so the future stays small.
+/// It lives in the future of a request whose route has plugins (a route
+/// without them never makes one): what is large and set by few plugins is
+/// boxed, so the future stays small.
 #[derive(Debug, Default)]
 pub struct RequestState {
     /// correlation-id's value, echoed downstream when configured.
@@ -621,8 +622,10 @@ pub struct RequestState {
     pub response_json: Option<Arc<transform::Fieldset>>,
     /// proxy-cache's decision and key, for its headers and the proxy.
     pub proxy_cache: Option<proxy_cache::Pending>,
-    /// rate-limiting's usage, for its headers on the upstream's response.
-    pub rate_limit: Option<Box<rate_limiting::Usage>>,
+    /// rate-limiting's usage, for its headers on the upstream's response
+    /// (not boxed: a request without plugins has no request state, and
+    /// one with rate-limiting then allocates nothing for it).
+    pub rate_limit: Option<rate_limiting::Usage>,
     /// Which slots ran `access` (bit i for the chain's i-th plugin name;
     /// chains are short, and 64 plugins is more than Kong bundles per route).
     ran: u64,
@@ -708,11 +711,13 @@ impl Chain {
     /// an authentication plugin selects the consumer-scoped instances of
     /// the plugins after it. Only a remote-counter rate-limiting (redis,
     /// cluster) awaits; every other plugin completes on the first poll.
+    /// A plugin's answer is boxed: it is rare, and the `None` of every
+    /// other request then moves as one word.
     pub async fn access(
         &self,
         req: &mut Request<'_>,
         state: &mut RequestState,
-    ) -> Option<Response<ProxyBody>> {
+    ) -> Option<Box<Response<ProxyBody>>> {
         let empty = consumers::Directory::default();
         let directory = self.directory.as_deref().unwrap_or(&empty);
         for (i, slot) in self.slots.iter().enumerate() {
@@ -747,12 +752,15 @@ impl Chain {
                 }
                 Config::Prometheus(_) | Config::HttpLog(_) | Config::FileLog(_) => None,
                 Config::ProxyCache(c) => proxy_cache::access(c, p.id, req, state),
+                Config::RateLimiting(c) if !rate_limiting::is_remote(c) => {
+                    rate_limiting::access_local(c, p.id, req, state)
+                }
                 Config::RateLimiting(c) => rate_limiting::access(c, p.id, req, state).await,
                 Config::RequestSizeLimiting(c) => request_size_limiting::access(c, req, state),
                 Config::RequestTermination(c) => request_termination::access(c, req),
             };
-            if exit.is_some() {
-                return exit;
+            if let Some(r) = exit {
+                return Some(Box::new(r));
             }
         }
         None
@@ -795,7 +803,7 @@ impl Chain {
                 Config::CorrelationId(c) => correlation_id::header_filter(c, state, headers),
                 Config::Cors(c) => cors::header_filter(c, state, headers),
                 Config::ResponseTransformer(c) => response_transformer::header_filter(c, headers),
-                Config::RateLimiting(_) => rate_limiting::header_filter(state, headers),
+                Config::RateLimiting(c) => rate_limiting::header_filter(c, state, headers),
                 Config::ProxyCache(c) => proxy_cache::header_filter(c, state, headers),
                 Config::Acl(_)
                 | Config::Prometheus(_)

@@ -395,7 +395,7 @@ fn run(chain: &Chain, method: Method, uri: &str, headers: &[(&str, &str)], clien
     ))
     .expect("local plugins do not wait");
     Run {
-        exit,
+        exit: exit.map(|r| *r),
         state,
         upstream_headers: h,
     }

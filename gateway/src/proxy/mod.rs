@@ -118,154 +118,93 @@ async fn proxy(
     if !(if https { route.https } else { route.http }) {
         return protocol_mismatch(route, &req, id);
     }
-    // The plugins' access phase, then the upstream; the header filter on
-    // whatever answers. A route without plugins skips both on one check.
+    // A route without plugins goes upstream on this one check, with nothing
+    // of the plugins' machinery in its way.
     let plugins = &route.plugins;
+    let matched = found.matched_path_len;
+    if plugins.is_empty() {
+        return upstream(
+            shared,
+            conn,
+            req,
+            &uri,
+            host,
+            &host_header,
+            matched,
+            route,
+            None,
+            id,
+        )
+        .await;
+    }
+    // The plugins' access phase, then the upstream; the header filter on
+    // whatever answers, and the log phase's record.
+    let route_index = found.route;
     let mut state = RequestState::default();
     // What the log phase reads, for a chain with log plugins only; boxed,
-    // as the body's observer will be, so a request without it carries one
-    // pointer in its future.
+    // as the body's observer will be.
     let mut pending = plugins.has_log().then(|| {
         log_start(
             &snapshot,
-            found.route,
+            route_index,
             &req,
             conn.client,
             plugins.logs_headers(),
         )
     });
-    let mut exit = None;
-    if !plugins.is_empty() {
-        let method = req.method().clone();
-        let client = if plugins.needs_client() {
-            forwarded::client_ip(req.headers(), conn, &shared.forwarding)
-        } else {
-            conn.client
-        };
-        if let Some(p) = pending.as_mut() {
-            p.client = client;
-        }
-        let mut view = plugins::Request {
-            method: &method,
-            uri: &uri,
-            headers: req.headers_mut(),
-            client,
-            https,
-            request_id: id,
-            route: route.id,
-            service: route.service.as_ref().map(|s| s.id),
-        };
-        exit = plugins.access(&mut view, &mut state).await;
-    }
-    let asked = pending.as_ref().map(|_| std::time::Instant::now());
-    let body_limit = state.body_limit;
-    let upstream = async {
-        let Some(service) = route.service.as_deref() else {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no Service found with those values",
-                id,
-            );
-        };
-        // A plugin's rewrite (key-auth hiding its key) keeps the path, so
-        // the route's match length still holds.
-        let rewritten = state.uri.take();
-        let client_uri = rewritten.as_deref().unwrap_or(&uri);
-        let Some(mut upstream_uri) =
-            upstream_path::build(client_uri, found.matched_path_len, route, service)
-        else {
-            return error(StatusCode::BAD_REQUEST, "Bad request", id);
-        };
-        if let Some(p) = state.upstream_path.take() {
-            upstream_uri = upstream_path::with_path(&upstream_uri, &p);
-        }
-        let stripped = route
-            .strip_path
-            .then(|| &path[..found.matched_path_len.min(path.len())]);
-        // Only preserve_host needs the client's Host later: the URI's in the
-        // absolute form (RFC 9112 3.2.2) and in HTTP/2, else the Host header.
-        let original_host = match (route.preserve_host, uri.authority()) {
-            (false, _) => None,
-            (true, Some(a)) => HeaderValue::from_str(a.as_str()).ok(),
-            (true, None) => host_header.clone(),
-        };
-
-        let headers = req.headers_mut();
-        strip_hop_by_hop(headers);
-        forwarded::apply(
-            headers,
-            conn,
-            &shared.forwarding,
-            host_without_port(host),
-            path,
-            stripped,
-        );
-        headers.insert(&REQUEST_ID, id.clone());
-        *req.uri_mut() = upstream_uri;
-        *req.version_mut() = Version::HTTP_11;
-        if let Some(m) = state.method.take() {
-            *req.method_mut() = m;
-        }
-
-        let (mut parts, mut body) = req.into_parts();
-        let changed = match state.body_changes.take() {
-            None => None,
-            Some(changes) => {
-                let limit = changed_body_limit(max_body, body_limit);
-                let timeout = shared.limits.client_body_timeout;
-                match plugins::request_transformer::read_and_change(
-                    &changes,
-                    &mut parts.headers,
-                    &mut body,
-                    limit,
-                    timeout,
-                )
-                .await
-                {
-                    Ok(b) => b,
-                    Err(e) => return client_body_error(e, id),
-                }
-            }
-        };
-        let progress =
-            (changed.is_none() && !hyper::body::Body::is_end_stream(&body)).then(Progress::new);
-        let mut body = RequestBody::new(
-            body,
-            progress.clone(),
-            max_body,
-            shared.limits.client_body_timeout,
-        )
-        .with_plugin_limit(body_limit);
-        if let Some(b) = changed {
-            body = body.replaced(b);
-        }
-        let req = Request::from_parts(parts, body);
-        forward(service, req, original_host, progress, id).await
+    let method = req.method().clone();
+    let client = if plugins.needs_client() {
+        forwarded::client_ip(req.headers(), conn, &shared.forwarding)
+    } else {
+        conn.client
     };
+    if let Some(p) = pending.as_mut() {
+        p.client = client;
+    }
+    let mut view = plugins::Request {
+        method: &method,
+        uri: &uri,
+        headers: req.headers_mut(),
+        client,
+        https,
+        request_id: id,
+        route: route.id,
+        service: route.service.as_ref().map(|s| s.id),
+    };
+    let exit = plugins.access(&mut view, &mut state).await;
+    let asked = pending.as_ref().map(|_| std::time::Instant::now());
     let plugin_answered = exit.is_some();
     let mut resp = match exit {
-        Some(r) => {
-            // Never run: it only borrowed the request state.
-            drop(upstream);
-            r
+        Some(r) => *r,
+        None => {
+            upstream(
+                shared,
+                conn,
+                req,
+                &uri,
+                host,
+                &host_header,
+                matched,
+                route,
+                Some(&mut state),
+                id,
+            )
+            .await
         }
-        None => upstream.await,
     };
-    if !plugins.is_empty() {
-        // The upstream's answer, not the gateway's own error.
-        let from_upstream = !plugin_answered && !resp.body().is_local();
-        if let Some(changes) = state.response_json.take() {
-            if plugins::response_transformer::is_json(resp.headers()) {
-                resp = change_json_response(resp, &changes, id).await;
-            }
+    // The upstream's answer, not the gateway's own error.
+    let from_upstream = !plugin_answered && !resp.body().is_local();
+    if let Some(changes) = state.response_json.take() {
+        if plugins::response_transformer::is_json(resp.headers()) {
+            resp = change_json_response(resp, &changes, id).await;
         }
-        plugins.header_filter(&state, resp.headers_mut());
-        // After the header filters, as Kong's proxy-cache decides in its own
-        // (priority 100, after response-transformer's): the headers it sees
-        // are the ones the client gets.
-        if from_upstream {
-            resp = plugins.on_response(&mut state, resp);
-        }
+    }
+    plugins.header_filter(&state, resp.headers_mut());
+    // After the header filters, as Kong's proxy-cache decides in its own
+    // (priority 100, after response-transformer's): the headers it sees
+    // are the ones the client gets.
+    if from_upstream && state.proxy_cache.is_some() {
+        resp = plugins.on_response(&mut state, resp);
     }
     if let Some(mut p) = pending {
         p.consumer = state.consumer;
@@ -289,6 +228,104 @@ async fn proxy(
         resp = resp.map(|b| b.observed(p));
     }
     resp
+}
+
+/// The request upstream: its URI, forwarding headers and body, with what
+/// the plugins' access phase changed (`state`; `None` without plugins).
+#[allow(clippy::too_many_arguments)]
+async fn upstream(
+    shared: &Shared,
+    conn: &ConnectionInfo,
+    mut req: Request<Incoming>,
+    uri: &http::Uri,
+    host: &str,
+    host_header: &Option<HeaderValue>,
+    matched: usize,
+    route: &RouteEntry,
+    mut state: Option<&mut RequestState>,
+    id: &HeaderValue,
+) -> Response<ProxyBody> {
+    let Some(service) = route.service.as_deref() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Service found with those values",
+            id,
+        );
+    };
+    // A plugin's rewrite (key-auth hiding its key) keeps the path, so
+    // the route's match length still holds.
+    let rewritten = state.as_mut().and_then(|s| s.uri.take());
+    let client_uri = rewritten.as_deref().unwrap_or(uri);
+    let Some(mut upstream_uri) = upstream_path::build(client_uri, matched, route, service) else {
+        return error(StatusCode::BAD_REQUEST, "Bad request", id);
+    };
+    if let Some(p) = state.as_mut().and_then(|s| s.upstream_path.take()) {
+        upstream_uri = upstream_path::with_path(&upstream_uri, &p);
+    }
+    let path = uri.path();
+    let stripped = route.strip_path.then(|| &path[..matched.min(path.len())]);
+    // Only preserve_host needs the client's Host later: the URI's in the
+    // absolute form (RFC 9112 3.2.2) and in HTTP/2, else the Host header.
+    let original_host = match (route.preserve_host, uri.authority()) {
+        (false, _) => None,
+        (true, Some(a)) => HeaderValue::from_str(a.as_str()).ok(),
+        (true, None) => host_header.clone(),
+    };
+
+    let headers = req.headers_mut();
+    strip_hop_by_hop(headers);
+    forwarded::apply(
+        headers,
+        conn,
+        &shared.forwarding,
+        host_without_port(host),
+        path,
+        stripped,
+    );
+    headers.insert(&REQUEST_ID, id.clone());
+    *req.uri_mut() = upstream_uri;
+    *req.version_mut() = Version::HTTP_11;
+    if let Some(m) = state.as_mut().and_then(|s| s.method.take()) {
+        *req.method_mut() = m;
+    }
+
+    let max_body = shared.limits.client_max_body_size;
+    let body_limit = state.as_ref().and_then(|s| s.body_limit);
+    let (mut parts, mut body) = req.into_parts();
+    let changed = match state.as_mut().and_then(|s| s.body_changes.take()) {
+        None => None,
+        Some(changes) => {
+            let limit = changed_body_limit(max_body, body_limit);
+            let timeout = shared.limits.client_body_timeout;
+            // Boxed: rare, and the future of every other request stays small.
+            match Box::pin(plugins::request_transformer::read_and_change(
+                &changes,
+                &mut parts.headers,
+                &mut body,
+                limit,
+                timeout,
+            ))
+            .await
+            {
+                Ok(b) => b,
+                Err(e) => return client_body_error(e, id),
+            }
+        }
+    };
+    let progress =
+        (changed.is_none() && !hyper::body::Body::is_end_stream(&body)).then(Progress::new);
+    let mut body = RequestBody::new(
+        body,
+        progress.clone(),
+        max_body,
+        shared.limits.client_body_timeout,
+    )
+    .with_plugin_limit(body_limit);
+    if let Some(b) = changed {
+        body = body.replaced(b);
+    }
+    let req = Request::from_parts(parts, body);
+    forward(service, req, original_host, progress, id).await
 }
 
 /// The log phase's record of a request, started when its route is found.
@@ -599,12 +636,28 @@ static HOP_BY_HOP: [HeaderName; 7] = [
     header::UPGRADE,
 ];
 
+/// Where `name` is in [`HOP_BY_HOP`]: by length first, so that most names
+/// cost one comparison (names are lowercase).
+fn hop_by_hop_index(name: &HeaderName) -> Option<usize> {
+    let s = name.as_str();
+    match s.len() {
+        2 if s == "te" => Some(3),
+        7 if s == "trailer" => Some(4),
+        7 if s == "upgrade" => Some(6),
+        10 if s == "connection" => Some(0),
+        10 if s == "keep-alive" => Some(1),
+        16 if s == "proxy-connection" => Some(2),
+        17 if s == "transfer-encoding" => Some(5),
+        _ => None,
+    }
+}
+
 /// Removes hop-by-hop headers and the ones `Connection` names. One pass over
 /// the names finds them, so a message without any costs no hashing.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = 0u8;
     for name in headers.keys() {
-        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+        if let Some(i) = hop_by_hop_index(name) {
             present |= 1 << i;
         }
     }
@@ -673,4 +726,43 @@ pub fn error(status: StatusCode, message: &str, id: &HeaderValue) -> Response<Pr
         HeaderValue::from_static("application/json; charset=utf-8"),
     );
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_index_finds_each_name_and_no_other() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_by_hop_index(name), Some(i), "{name}");
+        }
+        for other in [
+            "host",
+            "tx",
+            "trailers",
+            "upgrades",
+            "connections",
+            "x-keep-alive",
+        ] {
+            let name = HeaderName::from_static(other);
+            assert_eq!(hop_by_hop_index(&name), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn strip_hop_by_hop_removes_listed_and_named_headers() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("close, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        strip_hop_by_hop(&mut h);
+        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
 }

@@ -89,6 +89,9 @@ impl std::fmt::Debug for RedisConfig {
 pub struct Config {
     /// The configured periods and their limits, shortest period first.
     pub limits: Box<[(Period, u64)]>,
+    /// Each limit as a header value, made once: the limit headers of a
+    /// request are then clones of a shared buffer.
+    limit_values: Box<[HeaderValue]>,
     pub limit_by: LimitBy,
     pub header_name: Option<HeaderName>,
     pub path: Option<Box<str>>,
@@ -108,18 +111,12 @@ pub struct Config {
 /// remaining count, and the most restrictive period's (Kong's `RateLimit-*`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Usage {
-    periods: [(u64, u64); 6],
-    /// Bit i set: `PERIODS[i]` is configured.
-    mask: u8,
-    limit: u64,
-    remaining: u64,
+    /// What remains of each configured limit, in the order of
+    /// [`Config::limits`].
+    remaining: [u64; 6],
+    /// The index in [`Config::limits`] of the most restrictive period.
+    best: usize,
     reset: u64,
-}
-
-impl Usage {
-    pub fn remaining(&self, p: Period) -> Option<u64> {
-        (self.mask & (1 << p as u8) != 0).then(|| self.periods[p as usize].1)
-    }
 }
 
 /// A number > 0 and its value as given (an integer stays one in the output).
@@ -333,8 +330,10 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
             })
             .unwrap_or(Value::from(-1)),
     );
+    let limit_values = limits.iter().map(|&(_, l)| shared(l)).collect();
     let config = Config {
         limits: limits.into_boxed_slice(),
+        limit_values,
         limit_by,
         header_name,
         path: path.map(Into::into),
@@ -435,6 +434,20 @@ pub(crate) enum Outcome {
     Refused(Counts),
 }
 
+/// The local policy: no await, so the access phase of a chain without a
+/// remote policy is one synchronous pass.
+pub(super) fn access_local(
+    c: &Config,
+    instance: Uuid,
+    req: &Request<'_>,
+    state: &mut RequestState,
+) -> Option<http::Response<ProxyBody>> {
+    let now_ms = window::now_ms();
+    let id = identifier(c, req, state);
+    let outcome = local::STORE.hit(digest(instance, &id), &c.limits, now_ms);
+    finish(c, outcome, now_ms, req, state)
+}
+
 pub(super) async fn access(
     c: &Config,
     instance: Uuid,
@@ -469,6 +482,18 @@ pub(super) async fn access(
             return None;
         }
     };
+    finish(c, outcome, now_ms, req, state)
+}
+
+/// The answer to a counted request: Kong's error with the headers when
+/// refused, else the usage for the header filter.
+fn finish(
+    c: &Config,
+    outcome: Outcome,
+    now_ms: i64,
+    req: &Request<'_>,
+    state: &mut RequestState,
+) -> Option<http::Response<ProxyBody>> {
     let (counts, refused) = match outcome {
         Outcome::Allowed(c) => (c, false),
         Outcome::Refused(c) => (c, true),
@@ -477,7 +502,7 @@ pub(super) async fn access(
     if refused {
         let mut r = super::error(c.error_code, &c.error_message, req.request_id);
         if !c.hide_client_headers {
-            set_headers(&usage, r.headers_mut());
+            set_headers(c, &usage, r.headers_mut());
             r.headers_mut()
                 .insert(http::header::RETRY_AFTER, num(usage.reset));
         }
@@ -485,7 +510,7 @@ pub(super) async fn access(
         return Some(r);
     }
     if !c.hide_client_headers {
-        state.rate_limit = Some(Box::new(usage));
+        state.rate_limit = Some(usage);
     }
     None
 }
@@ -497,10 +522,8 @@ pub fn usage(c: &Config, counts: &Counts, now_ms: i64) -> Usage {
     let mut u = Usage::default();
     let mut best: Option<(u64, u64)> = None; // (remaining, window seconds)
     for (i, &(p, limit)) in c.limits.iter().enumerate() {
-        let used = counts[i];
-        let remaining = limit.saturating_sub(used);
-        u.periods[p as usize] = (limit, remaining);
-        u.mask |= 1 << p as u8;
+        let remaining = limit.saturating_sub(counts[i]);
+        u.remaining[i] = remaining;
         let secs = p.expiration();
         let better = match best {
             None => true,
@@ -508,8 +531,7 @@ pub fn usage(c: &Config, counts: &Counts, now_ms: i64) -> Usage {
         };
         if better {
             best = Some((remaining, secs));
-            u.limit = limit;
-            u.remaining = remaining;
+            u.best = i;
             let elapsed = ((now_ms - window::start_ms(p, now_ms)) / 1000) as u64;
             u.reset = secs.saturating_sub(elapsed).max(1);
         }
@@ -559,24 +581,31 @@ fn num(n: u64) -> HeaderValue {
     }
 }
 
-fn set_headers(u: &Usage, headers: &mut HeaderMap) {
-    for p in PERIODS {
-        if u.mask & (1 << p as u8) == 0 {
-            continue;
-        }
-        let (limit, remaining) = u.periods[p as usize];
+/// A number's header value whose clones share its buffer (the first clone
+/// of a value made from an integer allocates the sharing; done here, once).
+fn shared(n: u64) -> HeaderValue {
+    let v = num(n);
+    drop(v.clone());
+    v
+}
+
+fn set_headers(c: &Config, u: &Usage, headers: &mut HeaderMap) {
+    // Room for them all (and the request id after them) at once, rather
+    // than the map growing on the way.
+    headers.reserve(2 * c.limits.len() + 4);
+    for (i, &(p, _)) in c.limits.iter().enumerate() {
         let (ln, rn) = header_names(p);
-        headers.insert(ln, num(limit));
-        headers.insert(rn, num(remaining));
+        headers.insert(ln, c.limit_values[i].clone());
+        headers.insert(rn, num(u.remaining[i]));
     }
-    headers.insert(&RATELIMIT_LIMIT, num(u.limit));
-    headers.insert(&RATELIMIT_REMAINING, num(u.remaining));
+    headers.insert(&RATELIMIT_LIMIT, c.limit_values[u.best].clone());
+    headers.insert(&RATELIMIT_REMAINING, num(u.remaining[u.best]));
     headers.insert(&RATELIMIT_RESET, num(u.reset));
 }
 
-pub(super) fn header_filter(state: &RequestState, headers: &mut HeaderMap) {
+pub(super) fn header_filter(c: &Config, state: &RequestState, headers: &mut HeaderMap) {
     if let Some(u) = &state.rate_limit {
-        set_headers(u, headers);
+        set_headers(c, u, headers);
     }
 }
 
