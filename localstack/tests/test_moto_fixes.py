@@ -1,6 +1,7 @@
 """kit_ext/moto_fixes.py: what Terraform's AWS provider reads back must be what it wrote,
 else every plan shows drift (ELB draining timeout, lifecycle hook targets, launch
-template tags); and a group launches from a later template version."""
+template tags); a group launches from a later template version, and each instance
+reports the version it was launched from (what a rolling replacement reads)."""
 
 import base64
 import unittest
@@ -90,6 +91,16 @@ class MotoFixes(unittest.TestCase):
             [instance] = group["Instances"]
             launched = self.ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
             self.assertEqual(launched["UserData"]["Value"], user_data("two"))
+            self.assertEqual(instance["LaunchTemplate"]["Version"], "2")
+            # A third version: the running instance stays on 2, a new one starts on 3.
+            self.ec2.create_launch_template_version(LaunchTemplateId=template, LaunchTemplateData={"ImageId": "ami-03cf127a", "UserData": user_data("three")})
+            asg.update_auto_scaling_group(AutoScalingGroupName=name, MaxSize=2, DesiredCapacity=2,
+                                          LaunchTemplate={"LaunchTemplateId": template, "Version": "3"})
+            [group] = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[name])["AutoScalingGroups"]
+            versions = {i["InstanceId"]: i["LaunchTemplate"]["Version"] for i in group["Instances"]}
+            self.assertEqual(versions[instance["InstanceId"]], "2")
+            self.assertEqual(sorted(versions.values()), ["2", "3"])
+            self.assertEqual(group["LaunchTemplate"]["Version"], "3")
         finally:
             asg.delete_auto_scaling_group(AutoScalingGroupName=name, ForceDelete=True)
             self.ec2.delete_launch_template(LaunchTemplateId=template)

@@ -114,13 +114,14 @@ pub fn plan_of(ctx: &Ctx, d: &Discovered) -> Plan {
     Plan::from_changes(all)
 }
 
-/// The nodes' inputs, when everything they are made from exists already.
+/// The nodes' inputs, when everything they are made from exists already (the binary's
+/// artifact may be new: `up` uploads it first).
 fn node_inputs(ctx: &Ctx, d: &Discovered) -> Option<NodeInputs> {
     Some(NodeInputs {
         net: d.network.network()?,
         groups: d.security.groups()?,
         db: d.database.database()?,
-        artifact: d.artifacts.artifact()?,
+        artifact: d.artifacts.planned()?,
         secrets: d.secrets.secrets()?,
         elb_name: d.balancer.balancer().map(|_| ctx.spec.elb_name())?,
         instance_profile_arn: d.compute.instance_profile_arn()?,

@@ -63,7 +63,38 @@ def _template_tags_stay_off_the_data() -> None:
     LaunchTemplateVersion.__init__ = init
 
 
+def _instances_keep_their_template_version() -> None:
+    """An instance reports the launch template version it was launched from, as on AWS;
+    moto reported the group's current default for every instance, so a group moved to a
+    new version looked as if its running instances had moved too (and a rolling
+    replacement saw nothing to replace)."""
+    from moto.autoscaling.models import InstanceState
+
+    original = InstanceState.__init__
+
+    def launched_from(group) -> dict | None:
+        template = getattr(group, "ec2_launch_template", None)
+        if template is None:
+            return None
+        wanted = str(getattr(group, "launch_template_version", None) or "$Default")
+        if wanted == "$Latest":
+            version = template.latest_version_number
+        elif wanted == "$Default":
+            version = template.default_version_number
+        else:
+            version = wanted
+        return {"LaunchTemplateId": template.id, "LaunchTemplateName": template.name, "Version": str(version)}
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self._kit_launch_template = launched_from(self.auto_scaling_group)
+
+    InstanceState.__init__ = init
+    InstanceState.launch_template = property(lambda self: self._kit_launch_template)
+
+
 def apply() -> None:
     _draining_keeps_timeout()
     _hooks_without_fake_targets()
     _template_tags_stay_off_the_data()
+    _instances_keep_their_template_version()

@@ -123,6 +123,17 @@ impl Current {
             sha256: sha256.to_string(),
         })
     }
+
+    /// The artifact `up` will ship: the one discovered, uploaded or not yet (a new
+    /// binary), so that `plan` shows the new launch template version it makes.
+    pub fn planned(&self) -> Option<Artifact> {
+        let sha256 = self.key.strip_prefix("gateway/")?;
+        (!sha256.is_empty()).then(|| Artifact {
+            bucket: self.bucket.clone(),
+            key: self.key.clone(),
+            sha256: sha256.to_string(),
+        })
+    }
 }
 
 /// The bucket's tags: its owner's, also when a drill copy borrows it.
