@@ -16,6 +16,12 @@
 
 export AWS_REGION="$REGION" AWS_DEFAULT_REGION="$REGION"
 
+# With AWS_ENDPOINT_URL set (the kit), pass it on explicitly: the AWS CLI v1 ignores the
+# variable for some services (rds). Without it (AWS), this is plain `aws`.
+aws() {
+  command aws ${AWS_ENDPOINT_URL:+--endpoint-url "$AWS_ENDPOINT_URL"} "$@"
+}
+
 # A name's IPv4 address, as a client resolves it (the last A record of the answer).
 resolve() {
   if [ -n "${DNS_SERVER:-}" ]; then
