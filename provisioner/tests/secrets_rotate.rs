@@ -173,3 +173,61 @@ async fn rotation_resumes_a_pending_password_and_updates_the_database_and_dr_cop
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// The command line: without --yes off a terminal it refuses; a stack without secrets
+/// is named; `--admin-token --output json` reports the rotation without the value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_asks_first_and_reports_in_json() {
+    let stack = stack_name("rotcli");
+    let out = common::cli::run(PRIMARY, &stack, &["secrets", "rotate"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("`secrets rotate` changes stack") && err.contains("pass --yes"),
+        "{err}"
+    );
+    let out = common::cli::run(PRIMARY, &stack, &["secrets", "rotate", "--yes"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("does not exist") && err.contains("provisioner up"),
+        "{err}"
+    );
+
+    let ctx = ctx(&stack, PRIMARY, StackConfig::default()).await;
+    let current = secrets::discover(&ctx).await.unwrap();
+    let stored = secrets::converge(&ctx, &current).await.unwrap();
+    let old_token = secrets::admin_token(&ctx, &stored).await.unwrap().0;
+    let old_password = secrets::db_password(&ctx, &stored).await.unwrap().0;
+    let result = std::panic::catch_unwind(|| {
+        common::cli::run_ok(
+            PRIMARY,
+            &stack,
+            &[
+                "secrets",
+                "rotate",
+                "--admin-token",
+                "--yes",
+                "--output",
+                "json",
+            ],
+        )
+    });
+    let new_token = ssm_value(PRIMARY, &ctx.spec.admin_token_secret()).await;
+    let password = ssm_value(PRIMARY, &ctx.spec.db_password_secret()).await;
+    let current = secrets::discover(&ctx).await.unwrap();
+    let _ = secrets::delete(&ctx, &current).await;
+    let (json, stderr) = result.unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert_eq!(json["rotated"][0]["secret"], "admin_token", "{json}");
+    assert_eq!(json["rotated"].as_array().unwrap().len(), 1, "{json}");
+    assert_eq!(json["nodes_refresh_within_seconds"], 30);
+    let new_token = new_token.unwrap();
+    assert_ne!(new_token, old_token);
+    assert_eq!(password.as_deref(), Some(old_password.as_str()));
+    assert!(stderr.contains("updated ssm-parameter"), "{stderr}");
+    let all = format!("{json}{stderr}");
+    assert!(
+        !all.contains(&new_token) && !all.contains(&old_token),
+        "{all}"
+    );
+}
