@@ -286,6 +286,9 @@ systemctl enable --now gateway-secrets.service
     out
 }
 
+/// Holds no `${`: CloudFormation's copy is an `Fn::Sub`, whose `${!...}` escape the
+/// kit's engine does not resolve.
+///
 /// Reads both secrets with the instance role and rewrites a secret file (0600, owner
 /// gateway, by rename) when its value changed; the gateway re-reads the files. With
 /// `--once` it runs once and fails if a secret cannot be read (the boot); without, it
@@ -328,7 +331,7 @@ refresh() {{
   echo "gateway-secrets: $2 updated from $1" >&2
 }}
 
-if [ "${{1:-}}" = "--once" ]; then
+if [ "$*" = "--once" ]; then
   refresh "$DB_PASSWORD_SECRET" {PG_PASSWORD_PATH}
   refresh "$ADMIN_TOKEN_SECRET" {ADMIN_TOKEN_PATH}
   exit 0
