@@ -199,7 +199,25 @@ async fn the_command_asks_first_and_reports_in_json() {
     let stored = secrets::converge(&ctx, &current).await.unwrap();
     let old_token = secrets::admin_token(&ctx, &stored).await.unwrap().0;
     let old_password = secrets::db_password(&ctx, &stored).await.unwrap().0;
+    // No database: a password rotation refuses before storing anything.
+    let out = common::cli::run(
+        PRIMARY,
+        &stack,
+        &["secrets", "rotate", "--db-password", "--yes"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let pending = ssm_value(
+        PRIMARY,
+        &rotate::pending_name(&ctx.spec.db_password_secret()),
+    )
+    .await;
     let result = std::panic::catch_unwind(|| {
+        assert!(!out.status.success());
+        assert!(
+            err.contains("db-instance") && err.contains("does not exist"),
+            "{err}"
+        );
+        assert_eq!(pending, None, "a pending value was stored");
         common::cli::run_ok(
             PRIMARY,
             &stack,

@@ -169,6 +169,18 @@ pub async fn rotate(ctx: &Ctx, options: Options) -> Result<Report> {
             );
         }
     }
+    if options.db_password {
+        // Before anything is stored: a missing instance would leave a pending value.
+        let id = ctx.spec.db_identifier();
+        let inst = crate::database::instance::describe(ctx, &id).await?;
+        if inst.is_none() {
+            anyhow::bail!(
+                "db-instance {id} does not exist in {}: nothing to rotate the password of \
+                 (`provisioner up` creates it; --admin-token rotates only the token)",
+                ctx.spec.region
+            );
+        }
+    }
     let dr = ctx.dr();
     let mut rotated = Vec::new();
     if options.db_password {
