@@ -160,7 +160,9 @@ impl Cluster {
     }
 
     async fn listen(&self) -> Result<PgListener, StoreError> {
-        let mut l = PgListener::connect_with(&self.store.pool)
+        let mut l = self
+            .store
+            .auth_retry(|| PgListener::connect_with(&self.store.pool))
             .await
             .map_err(crate::store::classify)?;
         // Reconnecting is done by the caller, with a catch-up, not inside sqlx.

@@ -18,6 +18,7 @@ pub mod proxy;
 pub mod proxy_protocol;
 pub mod router;
 pub mod schema;
+pub mod secrets;
 pub mod snapshot;
 pub mod status;
 pub mod store;

@@ -96,12 +96,26 @@ async fn serve(config: Config, threads: usize) -> anyhow::Result<()> {
         }
     };
     let node_id = node.node_id;
+    let admin_token = Arc::new(arc_swap::ArcSwapOption::from_pointee(
+        config.admin_token.clone(),
+    ));
+    let watch = crate::secrets::Watch {
+        admin_token_file: config.admin_token_file.clone(),
+        admin_token: admin_token.clone(),
+        store: cluster
+            .as_ref()
+            .filter(|_| config.pg.password_file.is_some())
+            .map(|c| c.store.clone()),
+    };
+    if !watch.is_idle() {
+        tokio::spawn(watch.run());
+    }
     let admin_app = admin::router(AdminState {
         shared: shared.clone(),
         pools: pools.clone(),
         node: Arc::new(node),
         cluster: cluster.clone(),
-        token: config.admin_token.clone(),
+        token: admin_token,
     });
 
     let (stop, stopped) = watch::channel(false);
@@ -401,6 +415,8 @@ fn public_configuration(c: &Config) -> serde_json::Value {
         "pg_user": c.pg.user,
         "pg_password": c.pg.password.as_ref().map(|_| "******"),
         "admin_token": c.admin_token.as_ref().map(|_| "******"),
+        "admin_token_file": c.admin_token_file,
+        "pg_password_file": c.pg.password_file,
         "declarative_config": c.declarative_config,
         "proxy_listen": listeners(&c.proxy_listen),
         "admin_listen": listeners(&c.admin_listen),

@@ -12,7 +12,7 @@ use crate::context::Ctx;
 use crate::facts::Facts;
 use crate::progress::Progress;
 use crate::spec::{DrConfig, Spec, StackConfig};
-use crate::{artifacts, backup, dr, probe, stack};
+use crate::{artifacts, backup, dr, probe, secrets, stack};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,9 @@ enum Command {
     /// Disaster recovery in the DR region: drills.
     #[command(subcommand)]
     Dr(DrCommand),
+    /// The stack's secrets: the DB master password and the Admin API token.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Print the stack's facts from the spec, without calling AWS: security group rules,
     /// the database's settings, the ELB's listeners, PROXY-protocol ports and health
     /// check, the group's sizes and lifecycle hook, IMDSv2 and the tags. Terraform and
@@ -149,6 +152,30 @@ struct DrillArgs {
     report: Option<PathBuf>,
     #[command(flatten)]
     probe: ProbeArgs,
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// New values for the DB master password and/or the Admin API token, without
+    /// restarting a node: the new DB password is stored as <name>-pending first, set on
+    /// the database, then promoted (a rerun resumes an interrupted rotation); nodes read
+    /// the new values within secret_refresh_seconds. Asks first.
+    Rotate(RotateArgs),
+}
+
+#[derive(Args)]
+struct RotateArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// Rotate the DB master password (with neither flag: both).
+    #[arg(long)]
+    db_password: bool,
+    /// Rotate the Admin API token (with neither flag: both).
+    #[arg(long)]
+    admin_token: bool,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
 }
 
 #[derive(Subcommand)]
@@ -319,6 +346,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             print(args.stack.output, &report, || report.render_text())?;
         }
         Command::Backup(command) => return run_backup(command).await,
+        Command::Secrets(SecretsCommand::Rotate(args)) => {
+            let ctx = context(&args.stack, None).await?;
+            let options = secrets::rotate::Options::from_flags(args.db_password, args.admin_token);
+            let which = match (options.db_password, options.admin_token) {
+                (true, true) => "the DB master password and the Admin API token",
+                (true, false) => "the DB master password",
+                _ => "the Admin API token",
+            };
+            confirm(
+                &ctx,
+                args.yes,
+                "secrets rotate",
+                &format!(
+                    "This replaces {which} of stack {:?} in {}{}. Nodes pick the new values up within                      {} s; until then Admin API writes may answer 503 (proxied traffic is unaffected).\n",
+                    ctx.spec.stack,
+                    ctx.spec.region,
+                    ctx.spec
+                        .config
+                        .dr
+                        .as_ref()
+                        .map_or(String::new(), |dr| format!(" (and the copies in {})", dr.region)),
+                    ctx.spec.config.secret_refresh_seconds
+                ),
+            )?;
+            let report = secrets::rotate::rotate(&ctx, options).await?;
+            print(args.stack.output, &report, || report.render_text())?;
+        }
         Command::Facts(args) => {
             let spec = facts_spec(&args)?;
             let facts = Facts::of(&spec);
@@ -605,6 +659,37 @@ mod tests {
         };
         assert!(down.yes && down.force && !down.skip_final_snapshot);
         assert_eq!(down.stack.stack, "gateway");
+    }
+
+    #[test]
+    fn secrets_rotate_parses() {
+        let cli = Cli::try_parse_from([
+            "provisioner",
+            "secrets",
+            "rotate",
+            "--region",
+            "eu-west-1",
+            "--profile",
+            "ops",
+            "--stack",
+            "gw",
+            "--db-password",
+            "--yes",
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let Command::Secrets(SecretsCommand::Rotate(r)) = cli.command else {
+            panic!("not secrets rotate")
+        };
+        assert!(r.db_password && !r.admin_token && r.yes);
+        assert!(r.stack.output == Output::Json);
+        assert_eq!(r.stack.stack, "gw");
+        let cli = Cli::try_parse_from(["provisioner", "secrets", "rotate"]).unwrap();
+        let Command::Secrets(SecretsCommand::Rotate(r)) = cli.command else {
+            panic!("not secrets rotate")
+        };
+        assert!(!r.db_password && !r.admin_token && !r.yes);
     }
 
     #[test]

@@ -83,6 +83,10 @@ pub struct StackConfig {
     pub db_engine_version: String,
     pub backup_retention_days: i32,
     pub secret_store: SecretStore,
+    /// How often each node re-reads the DB password and the admin token
+    /// (`gateway-secrets.service`), in seconds: a rotation reaches every node
+    /// within this. 10 to 3600.
+    pub secret_refresh_seconds: u32,
     pub instance_type: String,
     /// AMI id; default: Amazon Linux 2023 from its public SSM parameter.
     pub ami: Option<String>,
@@ -137,6 +141,10 @@ impl DrConfig {
     }
 }
 
+/// `secret_refresh_seconds` when unset, and its range.
+pub const DEFAULT_SECRET_REFRESH_SECONDS: u32 = 30;
+pub const SECRET_REFRESH_RANGE: std::ops::RangeInclusive<u32> = 10..=3600;
+
 impl Default for StackConfig {
     fn default() -> Self {
         StackConfig {
@@ -149,6 +157,7 @@ impl Default for StackConfig {
             db_engine_version: "15".into(),
             backup_retention_days: 7,
             secret_store: SecretStore::Ssm,
+            secret_refresh_seconds: DEFAULT_SECRET_REFRESH_SECONDS,
             instance_type: "c5.2xlarge".into(),
             ami: None,
             min_size: 2,
@@ -209,6 +218,14 @@ impl StackConfig {
         }
         if !(1..=35).contains(&self.backup_retention_days) {
             bail!("backup_retention_days: 1 to 35 (RDS's range; 0 would turn backups off)");
+        }
+        if !SECRET_REFRESH_RANGE.contains(&self.secret_refresh_seconds) {
+            bail!(
+                "secret_refresh_seconds: {} to {} (how often nodes re-read rotated secrets), got {}",
+                SECRET_REFRESH_RANGE.start(),
+                SECRET_REFRESH_RANGE.end(),
+                self.secret_refresh_seconds
+            );
         }
         if self.domain.is_some() != self.hosted_zone_id.is_some() {
             bail!("domain and hosted_zone_id go together: give both or neither");
@@ -408,6 +425,7 @@ mod tests {
         assert_eq!(s.config.instance_type, "c5.2xlarge");
         assert_eq!(s.config.backup_retention_days, 7);
         assert_eq!(s.config.min_size, 2);
+        assert_eq!(s.config.secret_refresh_seconds, 30);
     }
 
     #[test]
@@ -435,6 +453,17 @@ mod tests {
         assert!(format!("{e:#}").contains("az_count"), "{e:#}");
         let e = spec("min_size = 3\ndesired_capacity = 2").unwrap_err();
         assert!(format!("{e:#}").contains("desired_capacity"), "{e:#}");
+        for bad in [
+            "secret_refresh_seconds = 9",
+            "secret_refresh_seconds = 3601",
+        ] {
+            let e = spec(bad).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("secret_refresh_seconds: 10 to 3600"),
+                "{e:#}"
+            );
+        }
+        assert!(spec("secret_refresh_seconds = 10").is_ok());
         let e = spec("domain = \"api.example.com\"").unwrap_err();
         assert!(format!("{e:#}").contains("hosted_zone_id"), "{e:#}");
     }

@@ -2,6 +2,12 @@
 //! PROXY protocol on 8000/8443, admin on 8001/8444 for the VPC), raises nofile to
 //! 65535, fetches the binary and the secrets, runs `gateway migrations bootstrap` and
 //! `up`, and runs the node under systemd with `Restart=always`. No secret values.
+//!
+//! Secrets live in two files the gateway watches (`pg_password_file`,
+//! `admin_token_file`). `gateway-secrets.service` re-reads both from the secret store
+//! every `secret_refresh_seconds` with the instance role and rewrites a file
+//! (atomically, by rename) when its value changed, so `provisioner secrets rotate`
+//! reaches every node without a restart.
 
 use crate::compute::{lifecycle_hook_name, NodeInputs};
 use crate::spec::{
@@ -11,7 +17,10 @@ use crate::spec::{
 
 pub const CONFIG_PATH: &str = "/etc/gateway/gateway.conf";
 pub const PG_PASSWORD_PATH: &str = "/etc/gateway/pg_password";
-pub const SECRETS_ENV_PATH: &str = "/etc/gateway/secrets.env";
+pub const ADMIN_TOKEN_PATH: &str = "/etc/gateway/admin_token";
+/// Fetches the secrets into their files: once at boot, then every
+/// `secret_refresh_seconds` as `gateway-secrets.service`.
+pub const SECRETS_PATH: &str = "/usr/local/sbin/gateway-secrets";
 /// The node's run directory (`-p`), a systemd StateDirectory.
 pub const PREFIX: &str = "/var/lib/gateway";
 pub const BOOTSTRAP_PATH: &str = "/usr/local/sbin/gateway-bootstrap";
@@ -43,7 +52,13 @@ pub fn render(spec: &Spec, inputs: &NodeInputs) -> String {
             "0644",
             drain_unit(),
         ),
+        (
+            "/etc/systemd/system/gateway-secrets.service",
+            "0644",
+            secrets_unit(),
+        ),
         (BOOTSTRAP_PATH, "0755", bootstrap_script(spec, inputs)),
+        (SECRETS_PATH, "0755", secrets_script(spec, inputs)),
         (DRAIN_PATH, "0755", drain_script(spec)),
     ];
     let mut out = String::from("#cloud-config\n");
@@ -70,12 +85,11 @@ pub fn render(spec: &Spec, inputs: &NodeInputs) -> String {
 }
 
 /// `gateway.conf` (TOML, kong.conf's keys). Secrets come from `pg_password_file` and
-/// `GATEWAY_ADMIN_TOKEN` in the unit's environment file.
+/// `admin_token_file`, which the gateway re-reads when they change.
 pub fn gateway_conf(_spec: &Spec, inputs: &NodeInputs) -> String {
     let s = |v: &str| toml::Value::String(v.to_string()).to_string();
     let lines = [
-        "# Written by the provisioner. Secrets: pg_password_file and GATEWAY_ADMIN_TOKEN."
-            .to_string(),
+        "# Written by the provisioner. Secrets: pg_password_file and admin_token_file.".to_string(),
         format!("database = {}", s("postgres")),
         format!("pg_host = {}", s(&inputs.db.address)),
         format!("pg_port = {}", inputs.db.port),
@@ -83,6 +97,7 @@ pub fn gateway_conf(_spec: &Spec, inputs: &NodeInputs) -> String {
         format!("pg_database = {}", s(DB_NAME)),
         "pg_ssl = true".to_string(),
         format!("pg_password_file = {}", s(PG_PASSWORD_PATH)),
+        format!("admin_token_file = {}", s(ADMIN_TOKEN_PATH)),
         format!("proxy_listen = {}", s(&proxy_listen())),
         format!("admin_listen = {}", s(&admin_listen())),
         format!("trusted_ips = [{}]", s(&inputs.net.vpc_cidr)),
@@ -144,7 +159,6 @@ fn unit() -> String {
          User=gateway\n\
          Group=gateway\n\
          StateDirectory=gateway\n\
-         EnvironmentFile={SECRETS_ENV_PATH}\n\
          ExecStart={BINARY_PATH} start -c {CONFIG_PATH} -p {PREFIX}\n\
          Restart=always\n\
          RestartSec=2\n\
@@ -166,6 +180,23 @@ fn drain_unit() -> String {
          [Service]\n\
          ExecStart={DRAIN_PATH}\n\
          Restart=on-failure\n\
+         RestartSec=5\n\
+         \n\
+         [Install]\n\
+         WantedBy=multi-user.target\n"
+    )
+}
+
+fn secrets_unit() -> String {
+    format!(
+        "[Unit]\n\
+         Description=refresh the gateway's secret files from the secret store\n\
+         Wants=network-online.target\n\
+         After=network-online.target\n\
+         \n\
+         [Service]\n\
+         ExecStart={SECRETS_PATH}\n\
+         Restart=always\n\
          RestartSec=5\n\
          \n\
          [Install]\n\
@@ -198,8 +229,6 @@ fn bootstrap_script(spec: &Spec, inputs: &NodeInputs) -> String {
         ("BUCKET", a.bucket.as_str()),
         ("KEY", a.key.as_str()),
         ("SHA256", a.sha256.as_str()),
-        ("DB_PASSWORD_SECRET", inputs.secrets.db_password.as_str()),
-        ("ADMIN_TOKEN_SECRET", inputs.secrets.admin_token.as_str()),
         ("CONF", CONFIG_PATH),
     ];
     let mut out = String::from(
@@ -219,8 +248,6 @@ die() {{
   exit 1
 }}
 
-{read_secret}
-
 if ! id -u gateway >/dev/null 2>&1; then
   useradd --system --no-create-home --shell /sbin/nologin gateway
 fi
@@ -232,21 +259,8 @@ printf '%s  %s\n' "$SHA256" "$work/gateway" | sha256sum -c --quiet - \
   || die "s3://$BUCKET/$KEY does not match its sha256"
 install -m 0755 -o root -g root "$work/gateway" {BINARY_PATH}
 
-# The values go from the AWS CLI into files, never to the output.
-pg_password="$(read_secret "$DB_PASSWORD_SECRET")" || die "cannot read $DB_PASSWORD_SECRET"
-[ -n "$pg_password" ] || die "$DB_PASSWORD_SECRET is empty"
-printf '%s\n' "$pg_password" >"$work/pg_password"
-install -m 0600 -o gateway -g gateway "$work/pg_password" {PG_PASSWORD_PATH}
-unset pg_password
-
-admin_token="$(read_secret "$ADMIN_TOKEN_SECRET")" || die "cannot read $ADMIN_TOKEN_SECRET"
-[ -n "$admin_token" ] || die "$ADMIN_TOKEN_SECRET is empty"
-case "$admin_token" in
-  *[!A-Za-z0-9._~+/=-]*) die "$ADMIN_TOKEN_SECRET has characters an environment file cannot hold" ;;
-esac
-printf 'GATEWAY_ADMIN_TOKEN=%s\n' "$admin_token" >"$work/secrets.env"
-install -m 0600 -o root -g root "$work/secrets.env" {SECRETS_ENV_PATH}
-unset admin_token
+# The secret files, written by the same script that keeps them fresh.
+{SECRETS_PATH} --once || die "cannot fetch the secrets"
 
 # Nodes may race: an advisory lock serialises them; a done step exits 0.
 migrate() {{
@@ -266,6 +280,67 @@ migrate up
 systemctl daemon-reload
 systemctl enable --now gateway.service
 systemctl enable --now gateway-drain.service
+systemctl enable --now gateway-secrets.service
+"#,
+    ));
+    out
+}
+
+/// Holds no `${`: CloudFormation's copy is an `Fn::Sub`, whose `${!...}` escape the
+/// kit's engine does not resolve.
+///
+/// Reads both secrets with the instance role and rewrites a secret file (0600, owner
+/// gateway, by rename) when its value changed; the gateway re-reads the files. With
+/// `--once` it runs once and fails if a secret cannot be read (the boot); without, it
+/// loops every `secret_refresh_seconds` and keeps a file when its secret cannot be read.
+fn secrets_script(spec: &Spec, inputs: &NodeInputs) -> String {
+    let every = spec.config.secret_refresh_seconds.to_string();
+    let vars = [
+        ("REGION", spec.region.as_str()),
+        ("DB_PASSWORD_SECRET", inputs.secrets.db_password.as_str()),
+        ("ADMIN_TOKEN_SECRET", inputs.secrets.admin_token.as_str()),
+        ("EVERY", every.as_str()),
+    ];
+    let mut out = String::from(
+        "#!/bin/bash\n\
+         # Keeps the gateway's secret files in step with the secret store (rotation).\n\
+         # Secret values never reach the output.\n\
+         set -euo pipefail\n\
+         umask 077\n\n",
+    );
+    for (name, value) in vars {
+        out.push_str(&format!("{name}={}\n", sh_quote(value)));
+    }
+    out.push_str(&format!(
+        r#"
+{read_secret}
+
+# refresh SECRET FILE: rewrites FILE when the value of SECRET differs from it.
+refresh() {{
+  local value tmp
+  value="$(read_secret "$1")" || {{ echo "gateway-secrets: cannot read $1" >&2; return 1; }}
+  [ -n "$value" ] || {{ echo "gateway-secrets: $1 is empty" >&2; return 1; }}
+  if [ -f "$2" ] && [ "$(cat -- "$2")" = "$value" ]; then
+    return 0
+  fi
+  tmp="$(mktemp "$2.XXXXXX")"
+  printf '%s\n' "$value" >"$tmp"
+  chown gateway:gateway "$tmp"
+  chmod 0600 "$tmp"
+  mv -f -- "$tmp" "$2"
+  echo "gateway-secrets: $2 updated from $1" >&2
+}}
+
+if [ "$*" = "--once" ]; then
+  refresh "$DB_PASSWORD_SECRET" {PG_PASSWORD_PATH}
+  refresh "$ADMIN_TOKEN_SECRET" {ADMIN_TOKEN_PATH}
+  exit 0
+fi
+while true; do
+  refresh "$DB_PASSWORD_SECRET" {PG_PASSWORD_PATH} || true
+  refresh "$ADMIN_TOKEN_SECRET" {ADMIN_TOKEN_PATH} || true
+  sleep "$EVERY"
+done
 "#,
         read_secret = read_secret_fn(spec.config.secret_store),
     ));

@@ -161,11 +161,23 @@ fn check_document(store: SecretStore) {
         "ExecStart=/usr/local/bin/gateway start -c /etc/gateway/gateway.conf -p /var/lib/gateway",
         "Restart=always",
         "LimitNOFILE=65535",
-        "EnvironmentFile=/etc/gateway/secrets.env",
     ] {
         assert!(
             unit.lines().any(|l| l == line),
             "unit lacks {line}:\n{unit}"
+        );
+    }
+    // The token is in a file the gateway watches, not in the environment.
+    assert!(!unit.contains("EnvironmentFile"), "{unit}");
+    let secrets_unit = file(&files, "/etc/systemd/system/gateway-secrets.service");
+    for line in [
+        "ExecStart=/usr/local/sbin/gateway-secrets",
+        "Restart=always",
+        "WantedBy=multi-user.target",
+    ] {
+        assert!(
+            secrets_unit.lines().any(|l| l == line),
+            "gateway-secrets.service lacks {line}:\n{secrets_unit}"
         );
     }
     let limits = file(&files, "/etc/security/limits.d/90-gateway-nofile.conf");
@@ -187,25 +199,39 @@ fn check_document(store: SecretStore) {
         "set -euo pipefail",
         &format!("BUCKET='{}'", inputs.artifact.bucket),
         &format!("SHA256='{SHA}'"),
-        "DB_PASSWORD_SECRET='/ud/db/master-password'",
-        read,
+        "useradd --system",
         "aws s3 cp --only-show-errors --region \"$REGION\" \"s3://$BUCKET/$KEY\"",
         "sha256sum -c",
         "install -m 0755 -o root -g root \"$work/gateway\" /usr/local/bin/gateway",
-        "install -m 0600 -o gateway -g gateway \"$work/pg_password\" /etc/gateway/pg_password",
-        "install -m 0600 -o root -g root \"$work/secrets.env\" /etc/gateway/secrets.env",
+        "/usr/local/sbin/gateway-secrets --once || die",
         "migrate bootstrap",
         "migrate up",
         "systemctl enable --now gateway.service",
+        "systemctl enable --now gateway-secrets.service",
     ];
-    let mut at = 0;
-    for step in order {
-        let found = boot[at..]
-            .find(step)
-            .unwrap_or_else(|| panic!("bootstrap lacks (or misorders) {step}:\n{boot}"));
-        at += found + step.len();
-    }
-    assert!(boot.contains("GATEWAY_ADMIN_TOKEN=%s"), "{boot}");
+    in_order(boot, &order, "bootstrap");
+    assert!(!boot.contains("GATEWAY_ADMIN_TOKEN"), "{boot}");
+
+    let refresh = file(&files, userdata::SECRETS_PATH);
+    in_order(
+        refresh,
+        &[
+            "set -euo pipefail",
+            "umask 077",
+            "DB_PASSWORD_SECRET='/ud/db/master-password'",
+            "ADMIN_TOKEN_SECRET='/ud/gateway/admin-token'",
+            &format!("EVERY='{}'", spec.config.secret_refresh_seconds),
+            read,
+            "chown gateway:gateway \"$tmp\"",
+            "chmod 0600 \"$tmp\"",
+            "mv -f -- \"$tmp\" \"$2\"",
+            "refresh \"$DB_PASSWORD_SECRET\" /etc/gateway/pg_password",
+            "refresh \"$ADMIN_TOKEN_SECRET\" /etc/gateway/admin_token",
+            "sleep \"$EVERY\"",
+        ],
+        "gateway-secrets",
+    );
+    check_refresh_script(refresh, &dir);
     let drain = file(&files, userdata::DRAIN_PATH);
     assert!(
         drain.contains("autoscaling/target-lifecycle-state")
@@ -222,7 +248,7 @@ fn check_document(store: SecretStore) {
         .filter(|f| f.2.starts_with("#!"))
         .map(|f| (f.0.clone(), f.2.clone()))
         .collect();
-    assert_eq!(scripts.len(), 2, "bootstrap and drain scripts");
+    assert_eq!(scripts.len(), 3, "bootstrap, drain and secrets scripts");
     for f in &files {
         assert_eq!(
             f.1,
@@ -280,6 +306,106 @@ fn check_document(store: SecretStore) {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Every step in `steps` occurs in `text`, in this order.
+fn in_order(text: &str, steps: &[&str], what: &str) {
+    let mut at = 0;
+    for step in steps {
+        let found = text[at..]
+            .find(step)
+            .unwrap_or_else(|| panic!("{what} lacks (or misorders) {step}:\n{text}"));
+        at += found + step.len();
+    }
+}
+
+/// Runs gateway-secrets --once with a stand-in `aws` (values from files) and the
+/// secret files in `dir`: it writes both files 0600, rewrites one by rename only when
+/// its value changed, keeps a file whose secret cannot be read (and then fails), and
+/// never prints a value.
+fn check_refresh_script(script: &str, dir: &Path) {
+    let root = dir.join("refresh");
+    let bin = root.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let etc = root.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let store = root.join("store");
+    std::fs::create_dir_all(&store).unwrap();
+    // The stand-in prints the value of the secret named after --name/--secret-id.
+    let aws = format!(
+        "#!/bin/bash\nwhile [ $# -gt 0 ]; do\n  case \"$1\" in --name|--secret-id) n=\"$2\" ;; esac\n  shift\ndone\n\
+         f={}/\"$(basename \"$n\")\"\n[ -f \"$f\" ] || {{ echo 'An error occurred (ParameterNotFound)' >&2; exit 254; }}\ncat \"$f\"\n",
+        store.display()
+    );
+    std::fs::write(bin.join("aws"), aws).unwrap();
+    // chown to the gateway user needs that user; the owner is the unit test's own.
+    std::fs::write(bin.join("chown"), "#!/bin/sh\nexit 0\n").unwrap();
+    for f in ["aws", "chown"] {
+        Command::new("chmod")
+            .arg("0755")
+            .arg(bin.join(f))
+            .status()
+            .unwrap();
+    }
+    let script = script.replace("/etc/gateway/", &format!("{}/", etc.display()));
+    let path = root.join("gateway-secrets");
+    std::fs::write(&path, script).unwrap();
+    let run = || {
+        let out = Command::new("bash")
+            .arg(&path)
+            .arg("--once")
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .output()
+            .unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), said)
+    };
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::fs::write(store.join("master-password"), "pw-one-4711").unwrap();
+    std::fs::write(store.join("admin-token"), "tok-one-4711").unwrap();
+    let (ok, said) = run();
+    assert!(ok, "{said}");
+    let (pw, tok) = (etc.join("pg_password"), etc.join("admin_token"));
+    assert_eq!(std::fs::read_to_string(&pw).unwrap(), "pw-one-4711\n");
+    assert_eq!(std::fs::read_to_string(&tok).unwrap(), "tok-one-4711\n");
+    for f in [&pw, &tok] {
+        let mode = std::fs::metadata(f).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    let (pw_inode, tok_inode) = (
+        std::fs::metadata(&pw).unwrap().ino(),
+        std::fs::metadata(&tok).unwrap().ino(),
+    );
+    // Rotation of the password only: that file is replaced, the other stays.
+    std::fs::write(store.join("master-password"), "pw-two-4711").unwrap();
+    let (ok, said) = run();
+    assert!(ok, "{said}");
+    assert_eq!(std::fs::read_to_string(&pw).unwrap(), "pw-two-4711\n");
+    assert_ne!(std::fs::metadata(&pw).unwrap().ino(), pw_inode);
+    assert_eq!(std::fs::metadata(&tok).unwrap().ino(), tok_inode);
+    assert!(said.contains("pg_password updated"), "{said}");
+    // A secret that cannot be read leaves its file alone.
+    std::fs::remove_file(store.join("admin-token")).unwrap();
+    let (ok, said) = run();
+    assert!(!ok, "{said}");
+    assert_eq!(std::fs::read_to_string(&tok).unwrap(), "tok-one-4711\n");
+    assert!(
+        said.contains("cannot read /ud/gateway/admin-token"),
+        "{said}"
+    );
+    for v in ["pw-one", "pw-two", "tok-one"] {
+        assert!(!said.contains(v), "a secret value in the output: {said}");
+    }
+    // No temporary file is left behind.
+    let left: Vec<_> = std::fs::read_dir(&etc).unwrap().collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}
+
 fn check_conf(conf: &toml::Table, inputs: &NodeInputs) {
     // The keys the gateway knows, less the inline secrets: those go in files.
     let known = gateway::config::KEYS
@@ -303,6 +429,7 @@ fn check_conf(conf: &toml::Table, inputs: &NodeInputs) {
     assert_eq!(s("pg_database"), "kong");
     assert_eq!(conf["pg_ssl"].as_bool(), Some(true));
     assert_eq!(s("pg_password_file"), "/etc/gateway/pg_password");
+    assert_eq!(s("admin_token_file"), "/etc/gateway/admin_token");
     let proxy: Vec<&str> = s("proxy_listen").split(", ").collect();
     assert!(
         proxy[0].starts_with("0.0.0.0:8000 ") && proxy[0].contains(" proxy_protocol"),
@@ -604,7 +731,17 @@ fn the_cloudformation_user_data_is_the_provisioners() {
             ("ArtifactBucket", inputs.artifact.bucket.clone()),
             ("ArtifactKey", inputs.artifact.key.clone()),
             ("ArtifactSha256", inputs.artifact.sha256.clone()),
+            (
+                "SecretRefreshSeconds",
+                spec.config.secret_refresh_seconds.to_string(),
+            ),
         ],
+    );
+    // LocalStack's engine (the kit's) does not resolve the `${!Literal}` escape: the
+    // user data holds no `${` of its own.
+    assert!(
+        !body.contains("${!"),
+        "the template's user data escapes a `${{`"
     );
     // The template names the secrets as the provisioner's spec does.
     assert_eq!(inputs.secrets.db_password, spec.db_password_secret());

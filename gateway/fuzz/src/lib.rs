@@ -197,7 +197,9 @@ async fn serve(ctl: u8, stream: tokio::io::DuplexStream) {
                 configuration: Default::default(),
             }),
             cluster: None,
-            token: bit(6).then(|| Secret::new("fuzz-token")),
+            token: Arc::new(arc_swap::ArcSwapOption::from_pointee(
+                bit(6).then(|| Secret::new("fuzz-token")),
+            )),
         }))
     };
     // Never flipped: the node neither drains nor stops while a client talks.

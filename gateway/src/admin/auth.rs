@@ -1,5 +1,7 @@
 //! `admin_token`: every request but `/status` needs `Authorization: Bearer`
-//! (or Kong's `Kong-Admin-Token` header) with the token.
+//! (or Kong's `Kong-Admin-Token` header) with the token. The token is read
+//! per request from an `ArcSwapOption`, which [`crate::secrets`] replaces
+//! when `admin_token_file` changes: the old token stops working then.
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -9,7 +11,7 @@ use axum::response::Response;
 use super::{message, AdminState};
 
 pub async fn require_token(State(s): State<AdminState>, req: Request, next: Next) -> Response {
-    let Some(token) = &s.token else {
+    let Some(token) = s.token.load_full() else {
         return next.run(req).await;
     };
     let headers = req.headers();

@@ -37,7 +37,8 @@ pub struct AdminState {
     pub node: Arc<NodeInfo>,
     /// Present when `database = postgres`.
     pub cluster: Option<Arc<Cluster>>,
-    pub token: Option<Secret>,
+    /// `admin_token`; replaced while running when `admin_token_file` changes.
+    pub token: Arc<arc_swap::ArcSwapOption<Secret>>,
 }
 
 /// Every body, `POST /config`'s included, is read by [`body::Body`] within

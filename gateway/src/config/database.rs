@@ -1,5 +1,10 @@
 //! The datastore and cluster keys: Kong's `pg_*`, `db_update_frequency`,
-//! `cluster_ttl_on_failure`, plus `admin_token`. Secrets never print.
+//! `cluster_ttl_on_failure`, plus `admin_token` and `admin_token_file`.
+//! Secrets never print.
+//!
+//! `pg_password_file` and `admin_token_file` are read at start and again
+//! while the node runs (see [`crate::secrets`]): a rotated secret is picked
+//! up without a restart.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -33,6 +38,8 @@ pub struct PgConfig {
     pub port: u16,
     pub user: String,
     pub password: Option<Secret>,
+    /// `pg_password_file`: re-read on an authentication failure and when it changes.
+    pub password_file: Option<PathBuf>,
     pub database: String,
     pub ssl: bool,
     pub ssl_verify: bool,
@@ -50,6 +57,7 @@ impl Default for PgConfig {
             port: 5432,
             user: "gateway".into(),
             password: None,
+            password_file: None,
             database: "gateway".into(),
             ssl: false,
             ssl_verify: false,
@@ -97,13 +105,22 @@ pub const KEYS: &[&str] = &[
     "cluster_ttl_on_failure",
     "cluster_advertise",
     "admin_token",
+    "admin_token_file",
 ];
+
+/// The Admin API token and where it came from.
+#[derive(Debug, Clone, Default)]
+pub(super) struct AdminToken {
+    pub token: Option<Secret>,
+    /// `admin_token_file`: watched while the node runs; a change replaces the token.
+    pub file: Option<PathBuf>,
+}
 
 /// Applies one of [`KEYS`].
 pub(super) fn set(
     pg: &mut PgConfig,
     cluster: &mut ClusterConfig,
-    admin_token: &mut Option<Secret>,
+    admin: &mut AdminToken,
     key: &str,
     v: Value,
 ) -> Result<(), String> {
@@ -116,7 +133,10 @@ pub(super) fn set(
             .map(|s| pg.password = (!s.is_empty()).then_some(Secret(s))),
         "pg_password_file" => v.path().and_then(|p| match p {
             None => Ok(()),
-            Some(path) => read_secret_file(&path).map(|s| pg.password = Some(s)),
+            Some(path) => read_secret_file(&path).map(|s| {
+                pg.password = Some(s);
+                pg.password_file = Some(path);
+            }),
         }),
         "pg_database" => v.non_empty().map(|s| pg.database = s),
         "pg_ssl" => v.bool().map(|b| pg.ssl = b),
@@ -155,12 +175,20 @@ pub(super) fn set(
             .map(|s| cluster.advertise = (!s.is_empty()).then_some(s)),
         "admin_token" => v
             .raw_string()
-            .map(|s| *admin_token = (!s.is_empty()).then_some(Secret(s))),
+            .map(|s| admin.token = (!s.is_empty()).then_some(Secret(s))),
+        "admin_token_file" => v.path().and_then(|p| match p {
+            None => Ok(()),
+            Some(path) => read_secret_file(&path).map(|s| {
+                admin.token = Some(s);
+                admin.file = Some(path);
+            }),
+        }),
         _ => Err("unknown configuration key".into()),
     }
 }
 
-fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
+/// A secret file's content without its trailing newline; empty is an error.
+pub fn read_secret_file(path: &std::path::Path) -> Result<Secret, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let s = text.trim_end_matches(['\r', '\n']);
@@ -194,11 +222,33 @@ mod tests {
         assert_eq!(c.pg.timeout, Duration::from_millis(250));
         assert_eq!(c.pg.password.as_ref().unwrap().expose(), "s3cret");
         assert_eq!(c.admin_token.as_ref().unwrap().expose(), "tok");
+        assert_eq!(c.pg.password_file.as_deref(), Some(f.path()));
         let shown = format!("{c:?}");
         assert!(
             !shown.contains("s3cret") && !shown.contains("\"tok\""),
             "{shown}"
         );
+
+        let mut t = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(&mut t, b"from-file\n").unwrap();
+        let c = Config::load(
+            None,
+            vec![(
+                "GATEWAY_ADMIN_TOKEN_FILE".to_string(),
+                t.path().display().to_string(),
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.admin_token.as_ref().unwrap().expose(), "from-file");
+        assert_eq!(c.admin_token_file.as_deref(), Some(t.path()));
+        assert!(!format!("{c:?}").contains("from-file"));
+        let e = Config::load(
+            None,
+            vec![("GATEWAY_ADMIN_TOKEN_FILE".into(), "/nonexistent/tok".into())],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("admin_token_file"), "{e}");
 
         let e = Config::load(None, vec![("GATEWAY_PG_PORT".into(), "70000".into())])
             .unwrap_err()

@@ -9,7 +9,7 @@ pub mod trusted;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use database::{ClusterConfig, PgConfig, Secret};
+pub use database::{read_secret_file, ClusterConfig, PgConfig, Secret};
 pub use limits::Limits;
 pub use listen::Listen;
 pub use trusted::TrustedIps;
@@ -59,6 +59,9 @@ pub struct Config {
     pub cluster: ClusterConfig,
     /// When set, every Admin API request but `/status` needs it as a bearer token.
     pub admin_token: Option<Secret>,
+    /// `admin_token_file`: where `admin_token` came from; the node re-reads it
+    /// when it changes.
+    pub admin_token_file: Option<PathBuf>,
 }
 
 /// A bad configuration: names the key and, when known, the file.
@@ -102,6 +105,7 @@ impl Default for Config {
             pg: PgConfig::default(),
             cluster: ClusterConfig::default(),
             admin_token: None,
+            admin_token_file: None,
         }
     }
 }
@@ -159,8 +163,13 @@ impl Config {
 
     fn set(&mut self, key: &str, v: Value) -> Result<(), String> {
         if database::KEYS.contains(&key) {
-            let (pg, cluster, token) = (&mut self.pg, &mut self.cluster, &mut self.admin_token);
-            return database::set(pg, cluster, token, key, v);
+            let mut admin = database::AdminToken {
+                token: self.admin_token.take(),
+                file: self.admin_token_file.take(),
+            };
+            let r = database::set(&mut self.pg, &mut self.cluster, &mut admin, key, v);
+            (self.admin_token, self.admin_token_file) = (admin.token, admin.file);
+            return r;
         }
         if limits::KEYS.contains(&key) {
             return limits::set(&mut self.limits, key, v);

@@ -121,7 +121,7 @@ pub struct Page {
 impl Store {
     /// An entity by id, or by its endpoint key (name, username, target).
     pub async fn get(&self, kind: Kind, key: &str, parent: Option<Parent>) -> Result<Value> {
-        let mut conn = self.pool.acquire().await.map_err(classify)?;
+        let mut conn = self.acquire().await?;
         find(&mut conn, kind, key, parent, false)
             .await?
             .map(|(_, v)| v)
@@ -156,7 +156,7 @@ impl Store {
         }
         let rows = query
             .bind(q.size + 1)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.acquire().await?)
             .await
             .map_err(classify)?;
         let more = rows.len() as i64 > q.size;
@@ -191,7 +191,7 @@ impl Store {
         }
         let entity =
             schema::validate(kind, body, Write::Create, None, now()).map_err(StoreError::Schema)?;
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = self.begin().await?;
         write(&mut tx, kind, &entity, false).await?;
         event(&mut tx, node, kind.name(), "create", Some(id)).await?;
         tx.commit().await.map_err(classify)?;
@@ -208,7 +208,7 @@ impl Store {
         parent: Option<Parent>,
         node: Uuid,
     ) -> Result<(Value, bool)> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = self.begin().await?;
         let existing = find(&mut tx, kind, key, parent, true).await?;
         // A name in the URL is the entity's name, as in Kong.
         if key.parse::<Uuid>().is_err() {
@@ -261,7 +261,7 @@ impl Store {
         parent: Option<Parent>,
         node: Uuid,
     ) -> Result<Value> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = self.begin().await?;
         let (id, existing) = find(&mut tx, kind, key, parent, true)
             .await?
             .ok_or(StoreError::NotFound)?;
@@ -285,7 +285,7 @@ impl Store {
         parent: Option<Parent>,
         node: Uuid,
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = self.begin().await?;
         let Some((id, _)) = find(&mut tx, kind, key, parent, true).await? else {
             return Ok(());
         };
@@ -304,7 +304,7 @@ impl Store {
     /// `config db_import`: writes every entity, replacing those with the same
     /// id, in one transaction with one event. Returns how many were written.
     pub async fn import(&self, entities: &Entities, node: Uuid) -> Result<usize> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
+        let mut tx = self.begin().await?;
         let mut count = 0;
         let values = |v: Vec<Value>, kind| v.into_iter().map(move |e| (kind, e));
         let all = values(to_values(&entities.services)?, Kind::Services)

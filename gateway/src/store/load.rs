@@ -14,7 +14,7 @@ const VERSION: &str = "SELECT coalesce(max(id), 0) FROM cluster_events";
 /// The newest event id: nodes compare it with what they have loaded.
 pub async fn version(store: &Store) -> Result<i64> {
     sqlx::query_scalar(VERSION)
-        .fetch_one(&store.pool)
+        .fetch_one(&mut *store.acquire().await?)
         .await
         .map_err(classify)
 }
@@ -67,7 +67,7 @@ pub async fn load_with_cluster_facts(store: &Store) -> Result<(i64, Entities, Cl
 
 /// One consistent, read-only view of the database until commit.
 async fn begin_read_only(store: &Store) -> Result<Transaction<'static, Postgres>> {
-    let mut tx = store.pool.begin().await.map_err(classify)?;
+    let mut tx = store.begin().await?;
     sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .execute(&mut *tx)
         .await

@@ -98,7 +98,7 @@ pub enum Outcome {
 }
 
 pub async fn state(store: &Store) -> Result<State> {
-    let mut conn = store.pool.acquire().await.map_err(classify)?;
+    let mut conn = store.acquire().await?;
     read_state(&mut conn).await
 }
 
@@ -138,8 +138,7 @@ async fn read_state(conn: &mut PgConnection) -> Result<State> {
 
 /// A connection holding the migration lock; the lock goes with the session.
 async fn locked(store: &Store) -> Result<PgConnection> {
-    let opts = store.pool.connect_options();
-    let mut conn = PgConnection::connect_with(&opts).await.map_err(classify)?;
+    let mut conn = store.connect().await?;
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(LOCK_KEY)
         .execute(&mut conn)

@@ -6,13 +6,18 @@ pub mod load;
 pub mod migrations;
 pub mod nodes;
 
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgSslMode};
-use sqlx::Connection;
+use sqlx::{Connection, Postgres, Transaction};
 
-use crate::config::PgConfig;
+use crate::config::{PgConfig, Secret};
 use crate::schema::FieldErrors;
 
 /// The channel nodes LISTEN on; the payload is the event id.
@@ -23,6 +28,24 @@ pub struct Store {
     pub pool: PgPool,
     /// `host:port/database`, for messages (never the password).
     pub target: String,
+    password: Arc<Password>,
+}
+
+/// The password new connections use, and `pg_password_file` it came from.
+/// The pool's connect options are replaced when the file changes; pooled
+/// connections stay as they are (PostgreSQL checks a password only at login).
+struct Password {
+    file: Option<PathBuf>,
+    current: Mutex<Option<Secret>>,
+    /// Bumped on every change: an attempt that failed with an older
+    /// generation is worth one more try.
+    generation: AtomicU64,
+}
+
+/// SQLSTATE 28P01 (invalid_password) or 28000 (invalid_authorization_specification).
+pub fn is_auth_failure(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("28P01") | Some("28000")))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,21 +91,105 @@ impl Store {
         Store {
             pool,
             target: format!("{}:{}/{}", pg.host, pg.port, pg.database),
+            password: Arc::new(Password {
+                file: pg.password_file.clone(),
+                current: Mutex::new(pg.password.clone()),
+                generation: AtomicU64::new(0),
+            }),
         }
+    }
+
+    /// Re-reads `pg_password_file` (if configured); when its content differs
+    /// from the password in use, new connections use it from now on.
+    /// True when the password changed. Never logs the value.
+    pub fn refresh_password(&self) -> bool {
+        let Some(path) = &self.password.file else {
+            return false;
+        };
+        let new = match crate::config::read_secret_file(path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("pg_password_file: {e}; keeping the current password");
+                return false;
+            }
+        };
+        let mut current = self.password.current.lock().unwrap();
+        if current.as_ref() == Some(&new) {
+            return false;
+        }
+        let opts = (*self.pool.connect_options())
+            .clone()
+            .password(new.expose());
+        self.pool.set_connect_options(opts);
+        *current = Some(new);
+        self.password.generation.fetch_add(1, Ordering::SeqCst);
+        tracing::info!(
+            "pg_password_file {} changed: new database connections use the new password",
+            path.display()
+        );
+        true
+    }
+
+    /// Runs `attempt` (something that may open a connection); when it fails
+    /// authentication, re-reads `pg_password_file` and tries once more if the
+    /// password is not the one the attempt used.
+    pub async fn auth_retry<T, F, Fut>(&self, attempt: F) -> std::result::Result<T, sqlx::Error>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = std::result::Result<T, sqlx::Error>>,
+    {
+        let before = self.password.generation.load(Ordering::SeqCst);
+        match attempt().await {
+            Err(e) if is_auth_failure(&e) => {
+                self.refresh_password();
+                if self.password.generation.load(Ordering::SeqCst) == before {
+                    return Err(e);
+                }
+                tracing::info!("database authentication failed; retrying with the new password");
+                attempt().await
+            }
+            r => r,
+        }
+    }
+
+    /// A pooled connection (see [`Store::auth_retry`]).
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
+        self.auth_retry(|| self.pool.acquire())
+            .await
+            .map_err(classify)
+    }
+
+    /// A transaction on a pooled connection (see [`Store::auth_retry`]).
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        self.auth_retry(|| self.pool.begin())
+            .await
+            .map_err(classify)
+    }
+
+    /// A connection of its own, outside the pool (see [`Store::auth_retry`]).
+    pub async fn connect(&self) -> Result<PgConnection> {
+        self.auth_retry(|| async {
+            let opts = self.pool.connect_options();
+            PgConnection::connect_with(&opts).await
+        })
+        .await
+        .map_err(classify)
     }
 
     /// A fresh connection and one round trip, to tell whether the database
     /// answers; the error says why not (refused, authentication, TLS, ...).
     pub async fn ping(&self) -> Result<()> {
-        let opts = self.pool.connect_options();
         let timeout = self.pool.options().get_acquire_timeout();
         let attempt = async {
-            let mut conn = PgConnection::connect_with(&opts).await?;
-            sqlx::query("SELECT 1").execute(&mut conn).await?;
-            conn.close().await
+            let mut conn = self.connect().await?;
+            sqlx::query("SELECT 1")
+                .execute(&mut conn)
+                .await
+                .map_err(classify)?;
+            conn.close().await.map_err(classify)
         };
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(r) => r.map_err(classify),
+            Ok(r) => r,
             Err(_) => Err(StoreError::Unreachable(format!(
                 "no answer within {timeout:?} (pg_timeout)"
             ))),

@@ -26,7 +26,7 @@ pub async fn heartbeat(store: &Store, node: &NodeRecord<'_>) -> Result<()> {
     .bind(node.hostname)
     .bind(node.address)
     .bind(env!("CARGO_PKG_VERSION"))
-    .execute(&store.pool)
+    .execute(&mut *store.acquire().await?)
     .await
     .map(|_| ())
     .map_err(classify)
@@ -36,7 +36,7 @@ pub async fn heartbeat(store: &Store, node: &NodeRecord<'_>) -> Result<()> {
 pub async fn leave(store: &Store, id: Uuid) -> Result<()> {
     sqlx::query("UPDATE cluster_nodes SET status = 'left', last_seen = now() WHERE id = $1")
         .bind(id)
-        .execute(&store.pool)
+        .execute(&mut *store.acquire().await?)
         .await
         .map(|_| ())
         .map_err(classify)
@@ -47,14 +47,14 @@ pub async fn leave(store: &Store, id: Uuid) -> Result<()> {
 pub async fn prune(store: &Store, ttl: Duration) -> Result<()> {
     sqlx::query("DELETE FROM cluster_nodes WHERE last_seen < now() - make_interval(secs => $1)")
         .bind(2.0 * ttl.as_secs_f64())
-        .execute(&store.pool)
+        .execute(&mut *store.acquire().await?)
         .await
         .map_err(classify)?;
     sqlx::query(
         "DELETE FROM cluster_events WHERE at < now() - interval '1 hour'
            AND id < (SELECT max(id) FROM cluster_events)",
     )
-    .execute(&store.pool)
+    .execute(&mut *store.acquire().await?)
     .await
     .map(|_| ())
     .map_err(classify)
@@ -73,7 +73,7 @@ pub async fn list(store: &Store, ttl: Duration) -> Result<Vec<Value>> {
          ORDER BY started_at, id",
     )
     .bind(ttl.as_secs_f64())
-    .fetch_all(&store.pool)
+    .fetch_all(&mut *store.acquire().await?)
     .await
     .map_err(classify)?;
     Ok(rows

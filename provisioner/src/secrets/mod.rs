@@ -11,6 +11,7 @@ use crate::plan::{Change, Diff, Status};
 use crate::spec::SecretStore;
 
 pub mod copy;
+pub mod rotate;
 mod value;
 
 pub(crate) use value::redact;
