@@ -122,6 +122,41 @@ class Runbooks(unittest.TestCase):
                 print(line)
         return took
 
+    def test_a_runbook_that_went_stale_fails(self):
+        """The runner fails a runbook on a command that no longer exists, on a command
+        that fails without printing anything, and on output that changed; and passes
+        one whose stated output and exit statuses hold."""
+        cases = {
+            "gone": "$ provisioner frobnicate --region \"$REGION\"\n<...>\n",
+            "silent": "$ false\n",
+            "changed": "$ echo \"3 of 3 nodes InService\"\n2 of 2 nodes InService\n",
+            # Even where the stated output is a wildcard.
+            "wildcard": "$ echo partial; false\n<...>\n",
+            "fine": "$ echo hello\nhello\n$ false || echo \"refused: exit $?\"\nrefused: exit 1\n$ X=1\n$ echo \"$X\"\n1\n",
+        }
+        for name, block in cases.items():
+            path = os.path.join(self.tmp, f"{name}.md")
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(f"# {name}\n\n```shell\n{block}```\n")
+            out = subprocess.run([os.path.join(RUNBOOKS, "run"), "--kit", path], capture_output=True, text=True,
+                                 cwd=REPO, env=self.env, timeout=120, check=False)
+            if name == "fine":
+                self.assertEqual(out.returncode, 0, out.stdout + out.stderr)
+            else:
+                self.assertNotEqual(out.returncode, 0, f"{name}: {out.stdout}")
+                self.assertIn(f"{name}.md failed", out.stderr)
+                if name == "wildcard":
+                    self.assertIn("exit status 1: echo partial; false", out.stderr)
+                elif name == "gone":
+                    self.assertIn("exit status 2: provisioner frobnicate", out.stderr)
+                else:
+                    self.assertIn("Failed example", out.stdout)
+
+    def test_the_runner_and_its_helpers_pass_shellcheck(self):
+        out = subprocess.run(["shellcheck", "-x", "runbooks/run", "runbooks/lib/gateway.sh", "runbooks/lib/rc.sh"],
+                             capture_output=True, text=True, cwd=REPO, timeout=60, check=False)
+        self.assertEqual(out.returncode, 0, out.stdout)
+
     def test_every_runbook_in_order(self):
         books = sorted(glob.glob(os.path.join(RUNBOOKS, "[0-9][0-9]-*.md")))
         self.assertEqual(len(books), 10, books)
