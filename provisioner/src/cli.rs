@@ -12,7 +12,7 @@ use crate::context::Ctx;
 use crate::facts::Facts;
 use crate::progress::Progress;
 use crate::spec::{DrConfig, Spec, StackConfig};
-use crate::{artifacts, backup, dr, probe, secrets, stack};
+use crate::{artifacts, backup, dr, probe, restore, secrets, stack};
 
 #[derive(Parser)]
 #[command(
@@ -189,6 +189,24 @@ enum BackupCommand {
     /// Show the RPO each region can achieve now (now minus the latest restorable time)
     /// against rpo_target; exits 1 when a region misses it.
     Status(StackArgs),
+    /// Replace the stack's database with a snapshot, in its own region (after a bad
+    /// migration or Admin API change). The current instance is kept, renamed. Asks first.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args)]
+struct RestoreArgs {
+    #[command(flatten)]
+    stack: StackArgs,
+    /// The snapshot to restore (identifier or ARN; `backup list` shows them).
+    #[arg(long, value_name = "ID")]
+    snapshot: String,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    /// The gateway binary the nodes run (default: as for `up`).
+    #[arg(long, value_name = "PATH")]
+    gateway_binary: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -531,6 +549,38 @@ async fn run_backup(command: BackupCommand) -> Result<ExitCode> {
                 ),
             )?;
             let report = backup::prune(&ctx, &listing, args.keep).await?;
+            print(args.stack.output, &report, || report.render_text())?;
+        }
+        BackupCommand::Restore(args) => {
+            let mut ctx = context(&args.stack, None).await?;
+            if args.gateway_binary.is_some() {
+                ctx.spec.config.gateway_binary = args.gateway_binary.clone();
+            }
+            let binary = stack::binary(&ctx)?;
+            let snapshot = restore::find_snapshot(&ctx, &args.snapshot).await?;
+            if snapshot.status != "available" {
+                bail!(
+                    "snapshot {} is {}, not available: wait for it (`provisioner backup list`)",
+                    snapshot.id,
+                    snapshot.status
+                );
+            }
+            confirm(
+                &ctx,
+                args.yes,
+                "backup restore",
+                &format!(
+                    "This replaces the database of stack {:?} in {} with snapshot {} (taken {}): changes made \
+                     after it are lost from the serving database. The current instance is kept as \
+                     {}-before-restore-<time>; the nodes follow the restored data.\n",
+                    ctx.spec.stack,
+                    ctx.spec.region,
+                    snapshot.id,
+                    snapshot.taken_at.as_deref().unwrap_or("?"),
+                    ctx.spec.db_identifier()
+                ),
+            )?;
+            let report = restore::restore(&ctx, &binary, &snapshot).await?;
             print(args.stack.output, &report, || report.render_text())?;
         }
         BackupCommand::Status(args) => {

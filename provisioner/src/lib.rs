@@ -20,6 +20,7 @@ pub mod network;
 pub mod plan;
 pub mod probe;
 pub mod progress;
+pub mod restore;
 pub mod secrets;
 pub mod security;
 pub mod spec;
