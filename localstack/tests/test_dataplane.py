@@ -108,7 +108,8 @@ class Load:
                 self.ok += 1
             else:
                 self.failed += 1
-                self.errors.append(f"{code} {body[:200]!r}")
+                # The time, to find the connection in the ELB's haproxy.log.
+                self.errors.append(f"{time.strftime('%H:%M:%S')} {code} {body[:200]!r}")
             time.sleep(0.05)
 
     def __enter__(self):
@@ -333,7 +334,16 @@ class Dataplane(unittest.TestCase):
             g = asg.describe_auto_scaling_groups(AutoScalingGroupNames=[group])["AutoScalingGroups"][0]
             return {i["InstanceId"]: i["LifecycleState"] for i in g["Instances"]}
 
-        self.assertEqual(state().get(victim), "Terminating:Wait")
+        # AWS's order: deregistered at once and drained by the ELB (5 s), and only then
+        # the hook's wait, when IMDS tells the node (whose drain helper stops the gateway).
+        self.assertEqual(state().get(victim), "Terminating")
+        elb = client("elb", self.endpoint, s.region)
+        registered = elb.describe_instance_health(LoadBalancerName=f"{s.name}-elb")["InstanceStates"]
+        self.assertNotIn(victim, [i["InstanceId"] for i in registered])
+        imds_says = lambda: next((n["lifecycle"] for n in s.nodes() if n["instance_id"] == victim), None)
+        self.assertEqual(imds_says(), "InService")
+        wait("the victim in the hook's wait", lambda: state().get(victim) in ("Terminating:Wait", None), 20)
+        wait("IMDS telling the victim", lambda: imds_says() in ("Terminated", None), 10)
         wait("the victim gone through its drain helper", lambda: victim not in state(), 45)
         wait("a replacement InService", lambda: len(s.in_service()) == 2 and victim not in s.in_service(), 120)
         home = os.path.dirname(os.path.dirname(s.nodes()[0]["console_log"]))

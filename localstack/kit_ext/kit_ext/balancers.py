@@ -60,8 +60,10 @@ Registration and HAProxy 2.6 (verified with Debian's 2.6.12)
 
 Files, under <home>/elb/<safe key>/: haproxy.cfg, haproxy.state (server-state-file),
 haproxy.pid (the master's pid, which is also the process group of master and workers:
-`kill -- -$(cat haproxy.pid)` stops all of them), haproxy.log (stdout+stderr: alerts and
-server state changes; connections are not logged), and the two unix sockets
+`kill -- -$(cat haproxy.pid)` stops all of them), haproxy.log (stdout+stderr: alerts,
+server state changes, and the connections that ended in an error, in HAProxy's TCP log
+format with its termination state, e.g. `SC` for a refused connection to an instance;
+normal connections are not logged), and the two unix sockets
 haproxy.sock (the current worker's stats socket) and master.sock (master CLI).
 
 An instance whose namespace does not exist (not booted, or already gone) is left out of
@@ -245,9 +247,13 @@ def render(spec: BalancerSpec, address: str, paths: "_Paths", servers: list[tupl
         "    noreuseport",
         "    nbthread 1",
         "    maxconn 4096",
+        "    log stdout format raw daemon",
         "",
         "defaults",
         "    mode tcp",
+        "    log global",
+        "    option tcplog",
+        "    option dontlog-normal",
         f"    timeout connect {CONNECT_TIMEOUT}s",
         f"    timeout client {spec.idle_timeout}s",
         f"    timeout server {spec.idle_timeout}s",

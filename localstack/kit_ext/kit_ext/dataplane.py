@@ -44,6 +44,19 @@ def _ci(d: dict, key: str, default=None):
     return default
 
 
+def draining_timeout(elb) -> int | None:
+    """A classic ELB's ConnectionDraining timeout (s), None when draining is off."""
+    draining = elb.attributes.get("connection_draining") or {}
+    return int(_ci(draining, "timeout", 300)) if _flag(_ci(draining, "enabled", False)) else None
+
+
+def group_draining_seconds(group) -> int:
+    """The longest draining timeout of an Auto Scaling group's classic ELBs (0 when none
+    drains): how long a terminating instance stays `Terminating` before its hook."""
+    elbs = group.autoscaling_backend.elb_backend.load_balancers
+    return max([draining_timeout(elbs[n]) or 0 for n in group.load_balancer_names or [] if n in elbs], default=0)
+
+
 def elb_key(account_id: str, region: str, name: str) -> str:
     """How the data plane names an ELB to balancers.py."""
     return f"{account_id}/{region}/{name}"
@@ -57,7 +70,7 @@ class DataPlane:
     def __init__(self, home: str, kit_port: int, dns_port: int):
         self.instances = Instances(home, kit_port)
         self.balancers = lb.Balancers(home)
-        self.lifecycle = Lifecycle(on_change=self.wake)
+        self.lifecycle = Lifecycle(on_change=self.wake, draining_seconds=group_draining_seconds)
         self.dns = KitDns(dns_port, route53_records, self.balancer_address)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -108,6 +121,9 @@ class DataPlane:
         self._instances()
         self._autoscaling()
         self._balancers()
+        # After the balancers: a terminating instance is deregistered before the hook's
+        # wait starts (and IMDS says Terminated), as on AWS.
+        self.lifecycle.advance()
         self._rds_ports()
         self._gc_vpcs()
 
@@ -232,7 +248,6 @@ class DataPlane:
             unhealthy_threshold=int(hc.unhealthy_threshold) if hc else 2,
         )
         attrs = elb.attributes
-        draining = attrs.get("connection_draining") or {}
         backends = []
         for instance_id in list(elb.instance_ids):
             booted = self.instances.get(instance_id)
@@ -251,7 +266,7 @@ class DataPlane:
             proxy_protocol_ports=proxy_ports,
             health_check=health,
             cross_zone=_flag(_ci(attrs.get("cross_zone_load_balancing") or {}, "enabled", False)),
-            draining_timeout=int(_ci(draining, "timeout", 300)) if _flag(_ci(draining, "enabled", False)) else None,
+            draining_timeout=draining_timeout(elb),
             idle_timeout=int(_ci(attrs.get("connection_settings") or {}, "idle_timeout", 60)),
             backends=tuple(backends),
         )

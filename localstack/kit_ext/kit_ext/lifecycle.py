@@ -3,12 +3,18 @@
 moto terminates scaled-in instances at once and has no CompleteLifecycleAction. With a
 termination lifecycle hook (`autoscaling:EC2_INSTANCE_TERMINATING`, as the stack's
 `<stack>-drain`) AWS instead:
-1. takes the instance out of service and deregisters it from the group's ELBs
-   (which keep its open connections for their draining timeout);
+1. takes the instance out of service (`Terminating`) and deregisters it from the
+   group's ELBs, which keep its open connections for their draining timeout; the
+   hook only starts once that draining is over;
 2. holds it in `Terminating:Wait` (IMDS `autoscaling/target-lifecycle-state` says
    `Terminated`) until CompleteLifecycleAction, or the hook's heartbeat timeout runs out
    (RecordLifecycleActionHeartbeat extends it), then applies the result;
 3. terminates the EC2 instance.
+The order matters to the node: its drain helper stops the gateway when IMDS says
+`Terminated`, and a gateway stopped while an ELB still sends it connections drops
+them. So the kit moves an instance to `Terminating:Wait` only after the draining
+timeout and after the balancers have applied its deregistration (`advance`, called
+by the data plane after it converged the balancers).
 This module does the same for scale-in (SetDesiredCapacity, UpdateAutoScalingGroup),
 TerminateInstanceInAutoScalingGroup and health replacement. DeleteAutoScalingGroup
 with ForceDelete skips hooks, on AWS and here.
@@ -28,6 +34,7 @@ from dataclasses import dataclass
 
 LOG = logging.getLogger("kit.lifecycle")
 TERMINATING = "autoscaling:EC2_INSTANCE_TERMINATING"
+DRAINING = "Terminating"
 WAIT = "Terminating:Wait"
 
 
@@ -41,7 +48,9 @@ class Action:
     instance_id: str
     heartbeat: int
     default_result: str
-    deadline: float
+    deadline: float  # of the heartbeat, once waiting
+    wait_at: float  # when the ELBs' draining is over and the hook's wait starts
+    waiting: bool = False
 
 
 class LifecycleError(Exception):
@@ -49,10 +58,14 @@ class LifecycleError(Exception):
 
 
 class Lifecycle:
-    def __init__(self, on_change: Callable[[], None] = lambda: None):
+    def __init__(self, on_change: Callable[[], None] = lambda: None,
+                 draining_seconds: Callable[[object], int] = lambda group: 0):
         self.actions: dict[tuple[str, str, str], Action] = {}  # (account, region, instance id)
         self.lock = threading.RLock()
         self.on_change = on_change
+        # The longest connection-draining timeout of a group's ELBs (the data plane
+        # reads ELB attributes).
+        self.draining_seconds = draining_seconds
 
     # --- moto side ----------------------------------------------------------------------
 
@@ -74,8 +87,9 @@ class Lifecycle:
             backend.ec2_backend.terminate_instances([instance.id])
             LOG.info("group %s: terminating %s (no lifecycle hook)", group.name, instance.id)
             return
-        state.lifecycle_state = WAIT
+        state.lifecycle_state = DRAINING
         heartbeat = int(hook.heartbeat_timeout or 3600)
+        draining = self.draining_seconds(group)
         action = Action(
             token=str(uuid.uuid4()),
             account_id=backend.account_id,
@@ -85,11 +99,30 @@ class Lifecycle:
             instance_id=instance.id,
             heartbeat=heartbeat,
             default_result=hook.default_result or "ABANDON",
-            deadline=time.monotonic() + heartbeat,
+            deadline=float("inf"),
+            wait_at=time.monotonic() + draining,
         )
         with self.lock:
             self.actions[(action.account_id, action.region, instance.id)] = action
-        LOG.info("group %s: %s is %s (hook %s, heartbeat %ss)", group.name, instance.id, WAIT, hook.name, heartbeat)
+        LOG.info("group %s: %s is %s (ELB connection draining %ss, then hook %s)",
+                 group.name, instance.id, DRAINING, draining, hook.name)
+
+    def advance(self) -> None:
+        """Moves instances whose ELB draining is over to `Terminating:Wait`, where the
+        hook's heartbeat starts. Called after the balancers converged, so the
+        deregistrations of `begin` are applied before IMDS says `Terminated`."""
+        from moto.autoscaling.models import autoscaling_backends
+
+        now = time.monotonic()
+        with self.lock:
+            due = [a for a in self.actions.values() if not a.waiting and a.wait_at <= now]
+        for a in due:
+            group = autoscaling_backends[a.account_id][a.region].autoscaling_groups.get(a.group)
+            for state in group.instance_states if group is not None else []:
+                if state.instance.id == a.instance_id and state.lifecycle_state == DRAINING:
+                    state.lifecycle_state = WAIT
+            a.waiting, a.deadline = True, now + a.heartbeat
+            LOG.info("group %s: %s is %s (hook %s, heartbeat %ss)", a.group, a.instance_id, WAIT, a.hook, a.heartbeat)
 
     def finish(self, action: Action, result: str) -> None:
         """Completes a lifecycle action: for a termination, CONTINUE and ABANDON both
@@ -124,7 +157,8 @@ class Lifecycle:
     def _find(self, account_id, region, group, hook, instance_id, token) -> Action:
         with self.lock:
             for a in self.actions.values():
-                if (a.account_id, a.region, a.group, a.hook) != (account_id, region, group, hook):
+                # Before its wait starts (the ELBs still drain), AWS has no action either.
+                if (a.account_id, a.region, a.group, a.hook) != (account_id, region, group, hook) or not a.waiting:
                     continue
                 if (instance_id and a.instance_id == instance_id) or (token and a.token == token):
                     return a
@@ -135,7 +169,8 @@ class Lifecycle:
         """IMDS autoscaling/target-lifecycle-state for an instance of a group."""
         ls = state.lifecycle_state or ""
         if ls.startswith("Terminating"):
-            return "Terminated"
+            # Not while the ELBs drain it (see the module's docstring).
+            return "InService" if ls == DRAINING else "Terminated"
         if ls.startswith("Standby") or ls.startswith("EnteringStandby"):
             return "Standby"
         if ls.startswith("Detach"):
