@@ -120,10 +120,11 @@ class DataPlane:
     def reconcile(self) -> None:
         self._instances()
         self._autoscaling()
+        converging = time.monotonic()
         self._balancers()
         # After the balancers: a terminating instance is deregistered before the hook's
         # wait starts (and IMDS says Terminated), as on AWS.
-        self.lifecycle.advance()
+        self.lifecycle.advance(converging)
         self._rds_ports()
         self._gc_vpcs()
 

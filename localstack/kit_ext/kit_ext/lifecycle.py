@@ -49,6 +49,7 @@ class Action:
     heartbeat: int
     default_result: str
     deadline: float  # of the heartbeat, once waiting
+    begun_at: float  # when it started terminating
     wait_at: float  # when the ELBs' draining is over and the hook's wait starts
     waiting: bool = False
 
@@ -100,6 +101,7 @@ class Lifecycle:
             heartbeat=heartbeat,
             default_result=hook.default_result or "ABANDON",
             deadline=float("inf"),
+            begun_at=time.monotonic(),
             wait_at=time.monotonic() + draining,
         )
         with self.lock:
@@ -107,15 +109,18 @@ class Lifecycle:
         LOG.info("group %s: %s is %s (ELB connection draining %ss, then hook %s)",
                  group.name, instance.id, DRAINING, draining, hook.name)
 
-    def advance(self) -> None:
+    def advance(self, converged_since: float) -> None:
         """Moves instances whose ELB draining is over to `Terminating:Wait`, where the
-        hook's heartbeat starts. Called after the balancers converged, so the
-        deregistrations of `begin` are applied before IMDS says `Terminated`."""
+        hook's heartbeat starts. The data plane calls it after the balancers converged
+        on what moto had at `converged_since` (a monotonic time): only terminations
+        begun before that are deregistered for sure, so only those move (IMDS then says
+        `Terminated`), even with draining off."""
         from moto.autoscaling.models import autoscaling_backends
 
         now = time.monotonic()
         with self.lock:
-            due = [a for a in self.actions.values() if not a.waiting and a.wait_at <= now]
+            due = [a for a in self.actions.values()
+                   if not a.waiting and a.wait_at <= now and a.begun_at < converged_since]
         for a in due:
             group = autoscaling_backends[a.account_id][a.region].autoscaling_groups.get(a.group)
             for state in group.instance_states if group is not None else []:
