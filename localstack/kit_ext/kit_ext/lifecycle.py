@@ -48,10 +48,13 @@ class Action:
     instance_id: str
     heartbeat: int
     default_result: str
-    deadline: float  # of the heartbeat, once waiting
+    deadline: float  # of the heartbeat; infinite until the hook's wait starts
     begun_at: float  # when it started terminating
     wait_at: float  # when the ELBs' draining is over and the hook's wait starts
-    waiting: bool = False
+
+    @property
+    def waiting(self) -> bool:
+        return self.deadline != float("inf")
 
 
 class LifecycleError(Exception):
@@ -126,7 +129,7 @@ class Lifecycle:
             for state in group.instance_states if group is not None else []:
                 if state.instance.id == a.instance_id and state.lifecycle_state == DRAINING:
                     state.lifecycle_state = WAIT
-            a.waiting, a.deadline = True, now + a.heartbeat
+            a.deadline = now + a.heartbeat
             LOG.info("group %s: %s is %s (hook %s, heartbeat %ss)", a.group, a.instance_id, WAIT, a.hook, a.heartbeat)
 
     def finish(self, action: Action, result: str) -> None:
