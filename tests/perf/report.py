@@ -80,6 +80,9 @@ def record(a):
         "seconds": seconds,
         "cpu_s": cpu,
         "cpu_s_per_10k": cpu / result["requests"] * 10_000 if result["requests"] else None,
+        # The user and kernel parts (absent from snapshots of older runs).
+        "cpu_user_s": max(0.0, after.get("cpu_user", 0) - before.get("cpu_user", 0)),
+        "cpu_sys_s": max(0.0, after.get("cpu_sys", 0) - before.get("cpu_sys", 0)),
         "cpu_busy_pct": 100 * cpu / seconds if seconds else None,
         "load_cpu_s": load_cpu,
         "load_busy_pct": 100 * load_cpu / seconds if seconds else None,
@@ -187,18 +190,33 @@ def scenario_block(rounds, facts, scenario, notes):
 PLUGINS = "plugins."
 
 
+def per_10k(r, key):
+    return r[key] / r["requests"] * 10_000 if r.get(key) is not None and r["requests"] else None
+
+
 def plugins_block(rounds, facts, notes):
     """Per plugin set (gen_plugins.py), the gateway's figures and its CPU per
-    request against the set without plugins ("none")."""
+    request against the set without plugins ("none"). The ratio pairs each
+    round of a set with the round of "none" taken in the same turn (minutes
+    apart at most), and gives the median of those ratios and their range: the
+    machine's drift from one turn to the next cancels out of each pair."""
     names = []
     for r in rounds:
         if r["scenario"].startswith(PLUGINS) and r["scenario"][len(PLUGINS):] not in names:
             names.append(r["scenario"][len(PLUGINS):])
     block = {}
+    base_rounds = {r["round"]: r for r in rounds if r["scenario"] == PLUGINS + "none"}
     for n in names:
         rs = [r for r in rounds if r["scenario"] == PLUGINS + n]
+        paired = [ratio(r["cpu_s_per_10k"], base_rounds[r["round"]]["cpu_s_per_10k"])
+                  for r in rs if r["round"] in base_rounds]
+        paired = [x for x in paired if x is not None]
         block[n] = {
             "cpu_s_per_10k": rnd(median(r["cpu_s_per_10k"] for r in rs), 4),
+            "cpu_user_s_per_10k": rnd(median(per_10k(r, "cpu_user_s") for r in rs), 4),
+            "cpu_sys_s_per_10k": rnd(median(per_10k(r, "cpu_sys_s") for r in rs), 4),
+            "ratio_cpu_vs_none": rnd(median(paired), 3),
+            "ratio_cpu_vs_none_range": [rnd(min(paired), 3), rnd(max(paired), 3)] if paired else None,
             "rps": rnd(median(r["rps"] for r in rs), 1),
             "p99_ms": rnd(median(r["p99_ms"] for r in rs), 3),
             "peak_rss_mb": facts.get(f"hwm.plugins.{n}"),
@@ -207,9 +225,6 @@ def plugins_block(rounds, facts, notes):
         errors = sum(r["errors"] for r in rs)
         if errors:
             notes[f"plugins.{n}.errors"] = f"wrk counted {errors} errors (socket errors or non-2xx/3xx) over {len(rs)} rounds"
-    base = block.get("none", {}).get("cpu_s_per_10k")
-    for n, b in block.items():
-        b["ratio_cpu_vs_none"] = rnd(ratio(b["cpu_s_per_10k"], base), 3)
     if not block:
         notes["plugins"] = "not measured (the run stopped before it)"
     return block
@@ -298,12 +313,17 @@ def print_table(result, busy, facts, out):
     if plugins:
         w("\nPlugins: the gateway alone, 1 route, plain HTTP, one plugin set at a time "
           "(tests/perf/gen_plugins.py)\n")
-        w(f"  {'set':<26}{'CPU s per 10k':>14}{'vs none':>10}{'req/s':>10}{'p99 ms':>9}\n")
+        w(f"  {'set':<26}{'CPU s per 10k':>14}{'user':>8}{'sys':>8}{'vs none':>10}"
+          f"{'range':>17}{'req/s':>10}{'p99 ms':>9}\n")
         for n, b in plugins.items():
-            r = b["ratio_cpu_vs_none"]
+            r, span = b["ratio_cpu_vs_none"], b.get("ratio_cpu_vs_none_range")
+            pct = lambda x: fmt((x - 1) * 100, "{:+.1f}%") if x is not None else "-"
             w(f"  {n:<26}{fmt(b['cpu_s_per_10k'], '{:.4f}'):>14}"
-              f"{(fmt((r - 1) * 100, '{:+.1f}%') if r is not None else '-'):>10}"
+              f"{fmt(b.get('cpu_user_s_per_10k'), '{:.3f}'):>8}{fmt(b.get('cpu_sys_s_per_10k'), '{:.3f}'):>8}"
+              f"{pct(r):>10}{(pct(span[0]) + '..' + pct(span[1]) if span else '-'):>17}"
               f"{fmt(b['rps'], '{:.0f}'):>10}{fmt(b['p99_ms'], '{:.2f}'):>9}\n")
+        w("  (vs none: the median over rounds of CPU per request against \"none\" in the\n"
+          "   same round; range: the lowest and highest of those ratios)\n")
     w("\nGateway node\n")
     w(f"  RSS idle (1 route)        {fmt(result['rss_mb']['idle'], '{:.1f}')} MB\n")
     w(f"  RSS with 10,000 routes    {fmt(result['rss_mb']['routes_10k'], '{:.1f}')} MB\n")

@@ -5,8 +5,9 @@
   procstat.py rss PID     current RSS (VmRSS) summed over the processes, in MB
   procstat.py tree PID    the pids: PID and its descendants, one per line
   procstat.py snapshot PID [LOADPID...]
-      one JSON line: "cpu" of PID's tree, "load_cpu" of the LOADPIDs' trees,
-      and "cpus", the machine's per-CPU busy and total jiffies
+      one JSON line: "cpu" of PID's tree (and its "cpu_user" and "cpu_sys"
+      parts), "load_cpu" of the LOADPIDs' trees, and "cpus", the machine's
+      per-CPU busy and total jiffies
   procstat.py busy SECONDS
       how busy the whole machine's CPUs are over SECONDS, in % (0-100)
 """
@@ -42,9 +43,10 @@ def tree(pid):
     return out
 
 
-def cpu_seconds(pid):
+def cpu_split(pid):
+    """(user, system) CPU seconds of PID's tree."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
+    user = system = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat", encoding="ascii", errors="replace") as f:
@@ -52,8 +54,13 @@ def cpu_seconds(pid):
         except OSError:
             continue
         # fields[0] is state (field 3); utime and stime are fields 14 and 15.
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / ticks, system / ticks
+
+
+def cpu_seconds(pid):
+    return sum(cpu_split(pid))
 
 
 def status_kb(pid, key):
@@ -96,8 +103,11 @@ def main():
         return
     if sys.argv[1] == "snapshot":
         pids = [int(p) for p in sys.argv[2:]]
+        user, system = cpu_split(pids[0])
         print(json.dumps({
-            "cpu": cpu_seconds(pids[0]),
+            "cpu": user + system,
+            "cpu_user": user,
+            "cpu_sys": system,
             "load_cpu": sum(cpu_seconds(p) for p in pids[1:]),
             "cpus": machine_cpus(),
         }))

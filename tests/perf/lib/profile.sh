@@ -2,8 +2,10 @@
 # tests/perf --profile: where the gateway's CPU goes per proxied request.
 # The gateway runs under callgrind (instruction counts: repeatable, unlike
 # timings) behind the front HAProxy, with the same config as the 1-route
-# scenario; wrk sends a bounded load. Prints instructions per request and the
-# functions with the most inclusive instructions; keeps callgrind.out.
+# scenario; wrk sends a bounded load. The counters are zeroed once the
+# gateway answers, so start-up is not counted (callgrind_control -z). Prints
+# instructions per request and the functions with the most inclusive
+# instructions; keeps callgrind.out.
 # Needs from run: WORK, GATEWAY_BIN, PROFILE_S, plus the libs.
 
 profile_gateway() {
@@ -20,6 +22,7 @@ profile_gateway() {
     sleep 0.2
   done
   [ "$FETCH_CODE" = 200 ] || die "the gateway under valgrind never answered 200"
+  callgrind_control -z "$pid" >/dev/null 2>&1 || die "callgrind_control could not zero the counters of $pid"
   timeout $((PROFILE_S + 30)) wrk -t1 -c16 -d"${PROFILE_S}s" "$(url gateway http "$path")" \
     >"$WORK/wrk-profile.txt" 2>&1 || { cat "$WORK/wrk-profile.txt" >&2; die "wrk failed"; }
   reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk-profile.txt")
@@ -27,8 +30,8 @@ profile_gateway() {
   wait "$pid" 2>/dev/null || true
   [ -s "$out" ] || die "callgrind wrote no profile"
   total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-  printf '\nGateway under callgrind: %s requests, %s instructions in all (start-up included)\n' "$reqs" "$total"
-  printf '  about %s instructions per proxied request\n' "$((total / (reqs + 1)))"
+  printf '\nGateway under callgrind: %s requests, %s instructions in all (from the first of them)\n' "$reqs" "$total"
+  printf '  about %s instructions per proxied request\n' "$((total / reqs))"
   printf '\nInclusive instructions per request, top functions (callgrind_annotate --inclusive=yes):\n'
   callgrind_annotate --inclusive=yes "$out" 2>/dev/null |
     awk -v reqs="$reqs" '/^ *[0-9,]+ \( *[0-9.]+%\)/ {
@@ -44,8 +47,8 @@ profile_gateway() {
 # profile_plugin_sets: instructions per request of each plugin set
 # (lib/plugins.sh, PERF_PLUGIN_SETS to pick some), the gateway under
 # callgrind as above, so a plugin's cost is read without the timing noise of
-# a shared machine. Start-up is included in each total; PROFILE_S of load
-# spreads it thin, and every set pays it alike.
+# a shared machine. Counting starts when the gateway answers (start-up, which
+# differs by set, is left out) and ends when it exits.
 profile_plugin_sets() {
   local line name headers=() hargs=() h out pid reqs total u per base=""
   command -v valgrind >/dev/null || ensure_packages valgrind:valgrind
@@ -70,6 +73,7 @@ profile_plugin_sets() {
       sleep 0.2
     done
     [ "$FETCH_CODE" = 200 ] || die "the gateway with $name under valgrind never answered 200"
+    callgrind_control -z "$pid" >/dev/null 2>&1 || die "callgrind_control could not zero the counters of $pid"
     timeout $((PROFILE_S + 30)) wrk -t1 -c16 -d"${PROFILE_S}s" "${hargs[@]}" "$u" \
       >"$WORK/wrk-profile-$name.txt" 2>&1 || { cat "$WORK/wrk-profile-$name.txt" >&2; die "wrk failed"; }
     reqs=$(awk '/requests in/ {print $1}' "$WORK/wrk-profile-$name.txt")
@@ -77,7 +81,7 @@ profile_plugin_sets() {
     wait "$pid" 2>/dev/null || true
     [ -s "$out" ] || die "callgrind wrote no profile for $name"
     total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
-    per=$((total / (reqs + 1)))
+    per=$((total / reqs))
     [ -z "$base" ] && base=$per
     printf '  %-26s %12s %9s%% %9s\n' "$name" "$per" \
       "$(python3 -c 'import sys; print(f"{(int(sys.argv[1]) / int(sys.argv[2]) - 1) * 100:+.1f}")' "$per" "$base")" "$reqs"

@@ -28,6 +28,25 @@ struct Shard {
     next_sweep: i64,
 }
 
+impl Shard {
+    /// The entry of `key` for `p`'s current window (reset when its window
+    /// has passed).
+    fn entry(&mut self, key: u64, p: Period, now_ms: i64) -> &mut Entry {
+        let start = start_ms(p, now_ms);
+        let e = self.map.entry((key, p)).or_insert(Entry {
+            window_start: start,
+            count: 0,
+        });
+        if e.window_start != start {
+            *e = Entry {
+                window_start: start,
+                count: 0,
+            };
+        }
+        e
+    }
+}
+
 pub struct Store {
     shards: Box<[Mutex<Shard>]>,
 }
@@ -63,19 +82,20 @@ impl Store {
                 .retain(|(_, p), e| e.window_start >= starts[*p as usize]);
         }
         let mut counts: Counts = [0; 6];
+        // One period (the usual config): one lookup that checks and counts.
+        if let [(p, limit)] = *limits {
+            let e = shard.entry(key, p, now_ms);
+            if e.count >= limit {
+                counts[0] = e.count;
+                return Outcome::Refused(counts);
+            }
+            e.count += 1;
+            counts[0] = e.count;
+            return Outcome::Allowed(counts);
+        }
         let mut refused = false;
         for (i, &(p, limit)) in limits.iter().enumerate() {
-            let start = start_ms(p, now_ms);
-            let e = shard.map.entry((key, p)).or_insert(Entry {
-                window_start: start,
-                count: 0,
-            });
-            if e.window_start != start {
-                *e = Entry {
-                    window_start: start,
-                    count: 0,
-                };
-            }
+            let e = shard.entry(key, p, now_ms);
             counts[i] = e.count;
             if e.count >= limit {
                 refused = true;

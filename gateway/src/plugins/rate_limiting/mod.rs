@@ -16,6 +16,7 @@
 
 pub mod cluster;
 pub mod local;
+mod numbers;
 pub mod redis;
 pub mod window;
 
@@ -330,7 +331,7 @@ pub(super) fn parse(f: &mut Fields) -> (Config, Map<String, Value>) {
             })
             .unwrap_or(Value::from(-1)),
     );
-    let limit_values = limits.iter().map(|&(_, l)| shared(l)).collect();
+    let limit_values = limits.iter().map(|&(_, l)| numbers::lasting(l)).collect();
     let config = Config {
         limits: limits.into_boxed_slice(),
         limit_values,
@@ -504,7 +505,7 @@ fn finish(
         if !c.hide_client_headers {
             set_headers(c, &usage, r.headers_mut());
             r.headers_mut()
-                .insert(http::header::RETRY_AFTER, num(usage.reset));
+                .insert(http::header::RETRY_AFTER, numbers::num(usage.reset));
         }
         // The header filter runs on this answer too; the headers are set.
         return Some(r);
@@ -566,41 +567,25 @@ pub fn header_names(p: Period) -> (&'static HeaderName, &'static HeaderName) {
     (&LIMIT_NAMES[p as usize], &REMAINING_NAMES[p as usize])
 }
 
-/// Header values of small numbers, made once: a request's rate-limit
-/// headers then allocate nothing (a `HeaderValue` from an integer does).
-static SMALL: std::sync::LazyLock<Box<[HeaderValue]>> = std::sync::LazyLock::new(|| {
-    (0..1024u32)
-        .map(|n| HeaderValue::from_static(Box::leak(n.to_string().into_boxed_str())))
-        .collect()
-});
-
-fn num(n: u64) -> HeaderValue {
-    match SMALL.get(n as usize) {
-        Some(v) => v.clone(),
-        None => HeaderValue::from(n),
-    }
-}
-
-/// A number's header value whose clones share its buffer (the first clone
-/// of a value made from an integer allocates the sharing; done here, once).
-fn shared(n: u64) -> HeaderValue {
-    let v = num(n);
-    drop(v.clone());
-    v
-}
-
 fn set_headers(c: &Config, u: &Usage, headers: &mut HeaderMap) {
     // Room for them all (and the request id after them) at once, rather
     // than the map growing on the way.
     headers.reserve(2 * c.limits.len() + 4);
+    let mut best_remaining = None;
     for (i, &(p, _)) in c.limits.iter().enumerate() {
         let (ln, rn) = header_names(p);
+        let remaining = numbers::num(u.remaining[i]);
+        if i == u.best {
+            // The same count twice: one value, shared.
+            best_remaining = Some(remaining.clone());
+        }
         headers.insert(ln, c.limit_values[i].clone());
-        headers.insert(rn, num(u.remaining[i]));
+        headers.insert(rn, remaining);
     }
     headers.insert(&RATELIMIT_LIMIT, c.limit_values[u.best].clone());
-    headers.insert(&RATELIMIT_REMAINING, num(u.remaining[u.best]));
-    headers.insert(&RATELIMIT_RESET, num(u.reset));
+    let remaining = best_remaining.unwrap_or_else(|| numbers::num(u.remaining[u.best]));
+    headers.insert(&RATELIMIT_REMAINING, remaining);
+    headers.insert(&RATELIMIT_RESET, numbers::num(u.reset));
 }
 
 pub(super) fn header_filter(c: &Config, state: &RequestState, headers: &mut HeaderMap) {
