@@ -634,6 +634,11 @@ pub struct RequestState {
     with_consumer: u64,
 }
 
+/// The directory of a chain without authentication plugins (which is then
+/// not read): made once, not on every request.
+static NO_DIRECTORY: std::sync::LazyLock<consumers::Directory> =
+    std::sync::LazyLock::new(consumers::Directory::default);
+
 impl Chain {
     pub fn is_empty(&self) -> bool {
         self.slots.is_empty()
@@ -718,8 +723,7 @@ impl Chain {
         req: &mut Request<'_>,
         state: &mut RequestState,
     ) -> Option<Box<Response<ProxyBody>>> {
-        let empty = consumers::Directory::default();
-        let directory = self.directory.as_deref().unwrap_or(&empty);
+        let directory = self.directory.as_deref().unwrap_or(&NO_DIRECTORY);
         for (i, slot) in self.slots.iter().enumerate() {
             let Some(p) = slot.resolve(state.consumer) else {
                 continue;
