@@ -479,7 +479,7 @@ pub fn on_response(
     }
     let keep = c.storage_ttl.unwrap_or(ttl);
     let (parts, body) = resp.into_parts();
-    let mut headers = parts.headers.clone();
+    let mut headers = owned_copy(&parts.headers);
     // What a hit must not repeat: the connection's, the request's own, and
     // what a hit sets anew.
     for h in [
@@ -505,6 +505,20 @@ pub fn on_response(
         stored: false,
     };
     Response::from_parts(parts, body.observed(Box::new(tee)))
+}
+
+/// Headers with values of their own, for an entry that may be kept for
+/// hours: a response's values are slices of the upstream connection's read
+/// buffer (and rate-limiting's of a buffer shared by many values), which the
+/// entry would otherwise keep whole, unseen by the cache's size.
+fn owned_copy(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        let mut copy = HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        out.append(name.clone(), copy);
+    }
+    out
 }
 
 /// The response's time to live, if it may be stored.
@@ -609,6 +623,27 @@ pub fn entry_json(plugin: Uuid, key: &str, e: &store::Entry) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_headers_are_copies_with_every_value_in_order() {
+        let buffer = bytes::Bytes::from_static(b"text/plain;a=1;b=2");
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_maybe_shared(buffer.slice(0..10)).unwrap(),
+        );
+        h.append("x-many", HeaderValue::from_static("one"));
+        h.append("x-many", HeaderValue::from_static("two"));
+        let mut secret = HeaderValue::from_static("s");
+        secret.set_sensitive(true);
+        h.insert("x-secret", secret);
+        let copy = owned_copy(&h);
+        assert_eq!(copy, h);
+        assert_ne!(copy[CONTENT_TYPE].as_bytes().as_ptr(), buffer.as_ptr());
+        let many: Vec<_> = copy.get_all("x-many").iter().collect();
+        assert_eq!(many, ["one", "two"]);
+        assert!(copy["x-secret"].is_sensitive());
+    }
 
     #[test]
     fn content_types_match_as_kong() {
