@@ -53,7 +53,9 @@ pub(super) fn schema() -> Value {
 }
 
 /// `Basic <base64(user:password)>` -> (user, password).
-fn credentials(value: &HeaderValue) -> Option<(String, String)> {
+/// The header's `user:password`, decoded (one allocation; the caller
+/// splits it).
+fn credentials(value: &HeaderValue) -> Option<String> {
     let v = value.to_str().ok()?.trim_start();
     let (scheme, rest) = v.split_once(' ')?;
     if !scheme.eq_ignore_ascii_case("basic") {
@@ -62,9 +64,7 @@ fn credentials(value: &HeaderValue) -> Option<(String, String)> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(rest.trim())
         .ok()?;
-    let text = String::from_utf8(decoded).ok()?;
-    let (user, password) = text.split_once(':')?;
-    Some((user.to_string(), password.to_string()))
+    String::from_utf8(decoded).ok().filter(|t| t.contains(':'))
 }
 
 pub(super) fn access(
@@ -87,14 +87,20 @@ pub(super) fn access(
     let Some(header) = header else {
         return fail(c, directory, req, state);
     };
-    let Some((user, password)) = credentials(header) else {
+    let Some(text) = credentials(header) else {
         return fail(c, directory, req, state);
     };
-    let Some(cred) = directory.basic(&user) else {
+    let Some((user, password)) = text.split_once(':') else {
         return fail(c, directory, req, state);
     };
-    let hash = crate::schema::password_hash(&password, &cred.consumer.to_string());
-    if !consumers::same(hash.as_bytes(), cred.hash.as_bytes()) {
+    let Some(cred) = directory.basic(user) else {
+        return fail(c, directory, req, state);
+    };
+    let digest = crate::schema::password_digest(password.as_bytes(), &cred.consumer_text);
+    if !cred
+        .digest
+        .is_some_and(|stored| consumers::same(&digest, &stored))
+    {
         return fail(c, directory, req, state);
     }
     let Some(consumer) = directory.consumer(cred.consumer) else {

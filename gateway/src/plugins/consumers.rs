@@ -43,8 +43,11 @@ pub struct Key {
 pub struct Basic {
     pub id: Uuid,
     pub consumer: Uuid,
-    /// The stored hash ([`crate::schema::password_hash`]).
-    pub hash: Box<str>,
+    /// The stored hash ([`crate::schema::password_hash`]) as its digest;
+    /// `None` for a stored value that is not one (no password matches).
+    pub digest: Option<[u8; 20]>,
+    /// The consumer's id as the digest reads it, made once.
+    pub consumer_text: Box<str>,
     /// The username, sent upstream as `X-Credential-Identifier`.
     pub username: HeaderValue,
 }
@@ -117,7 +120,8 @@ impl Directory {
                 Basic {
                     id: b.id,
                     consumer: b.consumer.id,
-                    hash: b.password.as_str().into(),
+                    digest: crate::schema::digest_of_hash(&b.password),
+                    consumer_text: b.consumer.id.to_string().into(),
                     username,
                 },
             );

@@ -72,15 +72,68 @@ pub fn hash_password(body: &mut Map<String, Value>, existing: Option<&Value>) {
     *password = password_hash(password, &consumer);
 }
 
-/// The stored form of a basic-auth password.
+/// The stored form of a basic-auth password: Kong's, the SHA-1 of the
+/// password and the consumer's id, in lowercase hex.
 pub fn password_hash(password: &str, consumer_id: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    password_digest(password.as_bytes(), consumer_id)
+        .iter()
+        .flat_map(|b| {
+            [
+                HEX[(b >> 4) as usize] as char,
+                HEX[(b & 15) as usize] as char,
+            ]
+        })
+        .collect()
+}
+
+/// The digest [`password_hash`] writes in hex, for checking a password
+/// without formatting anything.
+pub fn password_digest(password: &[u8], consumer_id: &str) -> [u8; 20] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
-    ctx.update(password.as_bytes());
+    ctx.update(password);
     ctx.update(consumer_id.as_bytes());
-    let d = ctx.finish();
-    let mut hex = String::with_capacity(40);
-    for b in d.as_ref() {
-        hex.push_str(&format!("{b:02x}"));
+    let mut out = [0; 20];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// A stored hash back to its digest; `None` for one that is not 40 hex
+/// digits (which no password then matches).
+pub fn digest_of_hash(hash: &str) -> Option<[u8; 20]> {
+    let bytes = hash.as_bytes();
+    if bytes.len() != 40 {
+        return None;
     }
-    hex
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0; 20];
+    for (i, pair) in bytes.chunks(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONSUMER: &str = "7f8c3a5e-1d2b-4c6d-9e0f-123456789abc";
+
+    #[test]
+    fn password_hash_is_kongs_sha1_hex_and_reads_back_as_its_digest() {
+        // sha1("s3cret" .. consumer id), as Kong's basic-auth stores it.
+        let hash = password_hash("s3cret", CONSUMER);
+        assert_eq!(hash, "fa80f3d7054966ad319dab1c69033f413a194055");
+        assert_eq!(
+            digest_of_hash(&hash),
+            Some(password_digest(b"s3cret", CONSUMER))
+        );
+        assert_ne!(
+            digest_of_hash(&hash),
+            Some(password_digest(b"s3cret!", CONSUMER))
+        );
+        for bad in ["", "fa80", &hash[..39], &format!("{}g", &hash[..39])] {
+            assert_eq!(digest_of_hash(bad), None, "{bad}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ mod upstream;
 
 use serde_json::{Map, Value};
 
-pub use credential::{hash_password, password_hash};
+pub use credential::{digest_of_hash, hash_password, password_digest, password_hash};
 pub use errors::{FieldErrors, ENTITY};
 pub use form::from_form;
 pub use plugin::BUNDLED_PLUGINS;
