@@ -107,7 +107,10 @@ pub(super) fn log(c: &Config, p: &Pending) {
     let Some(tx) = c.queue.get_or_init(|| start(&c.path, c.reopen)) else {
         return;
     };
-    let mut line = p.serialize().to_string().into_bytes();
+    let mut line = p.serialize_line();
+    if line.is_empty() {
+        return;
+    }
     line.push(b'\n');
     match tx.try_send(line) {
         Ok(()) => {}
