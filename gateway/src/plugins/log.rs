@@ -218,14 +218,10 @@ impl Serialize for Headers<'_> {
                     Cow::Owned(String::from_utf8_lossy(v.as_bytes()).into_owned())
                 }
             };
-            let mut values = h.get_all(name).iter();
-            let first = values.next().map(text).unwrap_or_default();
-            let rest: Vec<Cow<'static, str>> = values.map(text).collect();
-            if rest.is_empty() {
-                map.serialize_entry(name, &first)?;
-            } else {
-                let all: Vec<&Cow<'static, str>> = std::iter::once(&first).chain(&rest).collect();
-                map.serialize_entry(name, &all)?;
+            let values: Vec<Cow<'static, str>> = h.get_all(name).iter().map(text).collect();
+            match values.as_slice() {
+                [one] => map.serialize_entry(name, one)?,
+                all => map.serialize_entry(name, all)?,
             }
         }
         map.end()
