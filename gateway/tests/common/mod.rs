@@ -20,12 +20,27 @@ use hyper_util::rt::TokioIo;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
+/// A port nothing listens on, for a server the test starts later.
+///
+/// It comes from below the kernel's ephemeral range (32768 and up on Linux), so
+/// neither an outgoing connection nor another test's `bind(:0)` can take it
+/// between this check and the server's own bind, which is how a port asked
+/// of the kernel with `:0` was lost in CI ("Address already in use"). Each
+/// test process starts at its own offset and never hands out a port twice.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let start = (std::process::id().wrapping_mul(2_654_435_761) >> 8) % COUNT;
+    let _ = NEXT.compare_exchange(u32::MAX, start, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port between {FIRST} and {}", FIRST + COUNT);
 }
 
 /// Finds a program on PATH or in the sbin directories Debian puts servers in.
