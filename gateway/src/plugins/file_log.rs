@@ -17,6 +17,9 @@ pub const PRIORITY: u32 = 9;
 /// Entries waiting for the writer thread.
 const QUEUE: usize = 10_000;
 
+/// The most the writer gathers from the queue into one write.
+const BATCH_BYTES: usize = 64 << 10;
+
 #[derive(Debug)]
 pub struct Config {
     path: Box<str>,
@@ -76,7 +79,15 @@ fn start(path: &str, reopen: bool) -> Option<SyncSender<Vec<u8>>> {
         .name("file-log".into())
         .spawn(move || {
             let mut file = None;
-            for line in rx {
+            while let Ok(mut line) = rx.recv() {
+                // Entries queued meanwhile go out in the same write: one
+                // system call for a burst rather than one per request.
+                while line.len() < BATCH_BYTES {
+                    match rx.try_recv() {
+                        Ok(more) => line.extend_from_slice(&more),
+                        Err(_) => break,
+                    }
+                }
                 if reopen || file.is_none() {
                     file = match open(&path) {
                         Ok(f) => Some(f),

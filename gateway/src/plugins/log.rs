@@ -12,8 +12,9 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderMap, Method, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -38,6 +39,35 @@ impl Source {
             Source::Kong => "kong",
             Source::Error => "error",
         }
+    }
+}
+
+/// A route and its service as Kong's log entry has them. They change only
+/// with the snapshot, so they are serialized when it is built: written on
+/// every request, they were most of an entry's cost.
+#[derive(Debug)]
+pub struct Logged {
+    route: Box<RawValue>,
+    service: Option<Box<RawValue>>,
+}
+
+impl Logged {
+    /// `None` only if a model failed to serialize, which these types
+    /// cannot (their maps have string keys).
+    pub fn new(
+        route: &crate::model::Route,
+        service: Option<&crate::model::Service>,
+    ) -> Option<Logged> {
+        fn raw<T: Serialize>(v: &T) -> Option<Box<RawValue>> {
+            serde_json::value::to_raw_value(v).ok()
+        }
+        Some(Logged {
+            route: raw(route)?,
+            service: match service {
+                Some(s) => Some(raw(s)?),
+                None => None,
+            },
+        })
     }
 }
 
@@ -101,15 +131,12 @@ impl Pending {
     }
 
     fn entry(&self) -> Entry<'_> {
-        let route_entry = self.snapshot.routes.get(self.route_index);
-        let entities = &self.snapshot.entities;
-        let route = route_entry.and_then(|r| entities.routes.get(r.entity));
-        let service = route_entry
-            .and_then(|r| r.service_entity)
-            .and_then(|i| entities.services.get(i));
-        let consumer = self
-            .consumer
-            .and_then(|c| entities.consumers.iter().find(|e| e.id == c));
+        let logged = self
+            .snapshot
+            .routes
+            .get(self.route_index)
+            .and_then(|r| r.plugins.logged());
+        let consumer = self.consumer.and_then(|c| self.snapshot.consumer(c));
         let querystring = self
             .uri
             .query()
@@ -136,15 +163,15 @@ impl Pending {
                 querystring,
                 size: self.request_size,
                 uri,
-                url: format!("http://{host}{uri}"),
+                url: Url { host, uri },
             },
             response: ResponsePart {
                 headers: Headers(self.response_headers.as_ref()),
                 size: self.head_size + self.sent,
                 status: self.status,
             },
-            route,
-            service,
+            route: logged.map(|l| &*l.route),
+            service: logged.and_then(|l| l.service.as_deref()),
             source: self.source.as_str(),
             started_at: self.started_at,
             tries: [],
@@ -162,8 +189,8 @@ struct Entry<'a> {
     latencies: Latencies,
     request: RequestPart<'a>,
     response: ResponsePart<'a>,
-    route: Option<&'a crate::model::Route>,
-    service: Option<&'a crate::model::Service>,
+    route: Option<&'a RawValue>,
+    service: Option<&'a RawValue>,
     source: &'static str,
     started_at: u64,
     tries: [(); 0],
@@ -185,7 +212,19 @@ struct RequestPart<'a> {
     querystring: BTreeMap<Cow<'a, str>, Cow<'a, str>>,
     size: u64,
     uri: &'a str,
-    url: String,
+    url: Url<'a>,
+}
+
+/// `http://{host}{uri}`, written into the entry without a string of its own.
+struct Url<'a> {
+    host: &'a str,
+    uri: &'a str,
+}
+
+impl Serialize for Url<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("http://{}{}", self.host, self.uri))
+    }
 }
 
 #[derive(Serialize)]
@@ -205,26 +244,49 @@ impl Serialize for Headers<'_> {
         let Some(h) = self.0 else {
             return s.serialize_map(Some(0))?.end();
         };
-        // By name, as the value tree wrote them.
-        let mut names: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
-        names.sort_unstable();
-        let mut map = s.serialize_map(Some(names.len()))?;
-        for name in names {
-            let redacted = name == "authorization" || name == "proxy-authorization";
-            let text = |v: &'_ http::HeaderValue| -> Cow<'static, str> {
-                if redacted {
-                    Cow::Borrowed("REDACTED")
-                } else {
-                    Cow::Owned(String::from_utf8_lossy(v.as_bytes()).into_owned())
-                }
+        // The map yields a name's values one after another; a stable sort by
+        // name keeps them so, in the order they came, without looking any
+        // name up again.
+        let mut lines: Vec<(&HeaderName, &HeaderValue)> = h.iter().collect();
+        lines.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        let mut map = s.serialize_map(Some(h.keys_len()))?;
+        for group in lines.chunk_by(|a, b| a.0 == b.0) {
+            let name = group[0].0.as_str();
+            let values = Values {
+                lines: group,
+                redacted: name == "authorization" || name == "proxy-authorization",
             };
-            let values: Vec<Cow<'static, str>> = h.get_all(name).iter().map(text).collect();
-            match values.as_slice() {
-                [one] => map.serialize_entry(name, one)?,
-                all => map.serialize_entry(name, all)?,
+            match group {
+                [(_, one)] => map.serialize_entry(name, &values.text(one))?,
+                _ => map.serialize_entry(name, &values)?,
             }
         }
         map.end()
+    }
+}
+
+/// One header's values, as an array.
+struct Values<'a> {
+    lines: &'a [(&'a HeaderName, &'a HeaderValue)],
+    redacted: bool,
+}
+
+impl<'a> Values<'a> {
+    fn text(&self, v: &'a HeaderValue) -> Cow<'a, str> {
+        if self.redacted {
+            Cow::Borrowed("REDACTED")
+        } else {
+            // The common case, checked a word at a time; the lossy form
+            // only for a value that is not UTF-8.
+            std::str::from_utf8(v.as_bytes())
+                .map_or_else(|_| String::from_utf8_lossy(v.as_bytes()), Cow::Borrowed)
+        }
+    }
+}
+
+impl Serialize for Values<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.lines.iter().map(|(_, v)| self.text(v)))
     }
 }
 
@@ -263,14 +325,17 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn pending() -> Pending {
+    fn pending(log_path: &std::path::Path) -> Pending {
         let pools = crate::proxy::pool::Pools::new(crate::proxy::pool::PoolSettings {
             max_idle: 0,
             idle_timeout: std::time::Duration::ZERO,
             max_requests: 0,
         });
         let snapshot = Snapshot::from_declarative(
-            "_format_version: \"3.0\"\nservices:\n- name: svc\n  url: http://127.0.0.1:9\n  routes:\n  - name: open\n    paths: [/open]\nconsumers:\n- username: mia\n",
+            &format!(
+                "_format_version: \"3.0\"\nservices:\n- name: svc\n  url: http://127.0.0.1:9\n  routes:\n  - name: open\n    paths: [/open]\n    plugins:\n    - name: file-log\n      config: {{path: {}}}\nconsumers:\n- username: mia\n",
+                log_path.display()
+            ),
             &pools,
         )
         .unwrap();
@@ -306,10 +371,24 @@ mod tests {
 
     #[test]
     fn the_entry_is_kongs_shape_as_a_value_and_as_a_line() {
-        let p = pending();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("file.log");
+        let p = pending(&path);
         let v = p.serialize();
-        let line: Value = serde_json::from_slice(&p.serialize_line()).unwrap();
+        let written = p.serialize_line();
+        let line: Value = serde_json::from_slice(&written).unwrap();
         assert_eq!(v, line);
+        // The route and service, serialized with the snapshot, are the
+        // models' own serialization.
+        let entities = &p.snapshot.entities;
+        assert_eq!(
+            v["route"],
+            serde_json::to_value(&entities.routes[0]).unwrap()
+        );
+        assert_eq!(
+            v["service"],
+            serde_json::to_value(&entities.services[0]).unwrap()
+        );
         assert_eq!(v["request"]["method"], "GET");
         assert_eq!(v["request"]["uri"], "/open/x?a=1&b=2&a=3");
         assert_eq!(
@@ -341,5 +420,22 @@ mod tests {
         assert_eq!(v["started_at"], 1_700_000_000_000u64);
         assert_eq!(v["tries"], serde_json::json!([]));
         assert_eq!(v["upstream_uri"], "/open/x?a=1&b=2&a=3");
+
+        // The log phase (the record's drop) hands file-log the same line.
+        drop(p);
+        let start = Instant::now();
+        let mut text = String::new();
+        while !text.ends_with('\n') {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(5),
+                "no line in {path:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            text = std::fs::read_to_string(&path).unwrap_or_default();
+        }
+        let logged: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(logged["route"], v["route"]);
+        assert_eq!(logged["request"], v["request"]);
+        assert_eq!(logged["consumer"], v["consumer"]);
     }
 }

@@ -465,6 +465,7 @@ impl Index {
             logs_headers,
             has_prometheus,
             metrics: None,
+            logged: None,
         }
     }
 }
@@ -555,6 +556,9 @@ pub struct Chain {
     has_prometheus: bool,
     /// The route's prometheus series ([`Chain::attach_metrics`]).
     metrics: Option<Arc<prometheus::RouteMetrics>>,
+    /// The route and service as the log entry writes them
+    /// ([`Chain::attach_logged`]).
+    logged: Option<Box<log::Logged>>,
 }
 
 impl Config {
@@ -666,6 +670,23 @@ impl Chain {
 
     pub fn wants_metrics(&self) -> bool {
         self.has_prometheus
+    }
+
+    /// Gives a chain that logs entries (http-log, file-log) its route and
+    /// service serialized once, when the snapshot is built, rather than on
+    /// every request.
+    pub fn attach_logged(
+        &mut self,
+        route: &crate::model::Route,
+        service: Option<&crate::model::Service>,
+    ) {
+        if self.logs_headers {
+            self.logged = log::Logged::new(route, service).map(Box::new);
+        }
+    }
+
+    pub fn logged(&self) -> Option<&log::Logged> {
+        self.logged.as_deref()
     }
 
     /// The log phase: every log plugin of the chain, for the instance that

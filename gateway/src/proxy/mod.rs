@@ -342,7 +342,7 @@ fn log_start(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0);
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 11;
+    let line = req.method().as_str().len() + target_len(req.uri()) + 11;
     Box::new(plugins::log::Pending {
         snapshot: snapshot.clone(),
         route_index,
@@ -363,6 +363,15 @@ fn log_start(
         sent: 0,
         head_size: 0,
     })
+}
+
+/// The length of the request target as `Uri` displays it, without
+/// writing it out.
+fn target_len(uri: &http::Uri) -> usize {
+    uri.scheme_str().map_or(0, |s| s.len() + 3)
+        + uri.authority().map_or(0, |a| a.as_str().len())
+        + uri.path().len()
+        + uri.query().map_or(0, |q| q.len() + 1)
 }
 
 /// The bytes of a head's header lines, as written on the wire.
@@ -731,6 +740,22 @@ pub fn error(status: StatusCode, message: &str, id: &HeaderValue) -> Response<Pr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_target_length_is_that_of_the_uri_written_out() {
+        for uri in [
+            "/",
+            "/a/b?x=1&y",
+            "/a?",
+            "*",
+            "http://example.test/p?q=1",
+            "https://user@example.test:8443/",
+            "example.test:443",
+        ] {
+            let parsed: http::Uri = uri.parse().unwrap();
+            assert_eq!(target_len(&parsed), parsed.to_string().len(), "{uri}");
+        }
+    }
 
     #[test]
     fn hop_by_hop_index_finds_each_name_and_no_other() {
