@@ -276,6 +276,10 @@ variable "domain" {
   description = "DNS name for the ELB (an alias A record); needs hosted_zone_id."
   type        = string
   default     = null
+  validation {
+    condition     = var.domain == null || can(regex("^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$", var.domain))
+    error_message = "domain: a lower-case DNS name such as api.example.com."
+  }
 }
 
 variable "hosted_zone_id" {
@@ -285,5 +289,9 @@ variable "hosted_zone_id" {
   validation {
     condition     = (var.domain == null) == (var.hosted_zone_id == null)
     error_message = "domain and hosted_zone_id go together: give both or neither."
+  }
+  validation {
+    condition     = var.hosted_zone_id == null || can(regex("^Z[A-Z0-9]{1,31}$", var.hosted_zone_id))
+    error_message = "hosted_zone_id: a Route53 hosted zone id such as Z0123456789ABCDEFGHIJ, without \"/hostedzone/\"."
   }
 }

@@ -230,6 +230,14 @@ impl StackConfig {
         if self.domain.is_some() != self.hosted_zone_id.is_some() {
             bail!("domain and hosted_zone_id go together: give both or neither");
         }
+        // Checked here so that `up` stops before it builds anything, not at
+        // the DNS record, its last step.
+        if let Some(domain) = &self.domain {
+            check_domain(domain).context("domain")?;
+        }
+        if let Some(zone) = &self.hosted_zone_id {
+            check_zone_id(zone).context("hosted_zone_id")?;
+        }
         if let Some(dr) = &self.dr {
             check_region(&dr.region).context("dr.region")?;
             if dr.rpo_target.is_zero() || dr.rto_target.is_zero() {
@@ -238,6 +246,51 @@ impl StackConfig {
         }
         Ok(())
     }
+}
+
+/// A lower-case DNS name such as `api.example.com`: labels of letters, digits
+/// and inner dashes, and a top-level label of letters (the CloudFormation
+/// template's `Domain` pattern; Terraform's `domain` validation is the same).
+fn check_domain(domain: &str) -> Result<()> {
+    let label_ok = |l: &str| {
+        (1..=63).contains(&l.len())
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    };
+    let ok = match domain.rsplit_once('.') {
+        Some((labels, top)) => {
+            labels.split('.').all(label_ok)
+                && (2..=63).contains(&top.len())
+                && top.chars().all(|c| c.is_ascii_lowercase())
+        }
+        None => false,
+    };
+    if !ok {
+        bail!("{domain:?} is not a lower-case DNS name such as api.example.com");
+    }
+    Ok(())
+}
+
+/// A Route53 hosted zone id such as `Z0123456789ABCDEFGHIJ` (the template's
+/// `HostedZoneId` pattern).
+fn check_zone_id(zone: &str) -> Result<()> {
+    if zone.starts_with("/hostedzone/") {
+        bail!(
+            "{zone:?}: give the id without \"/hostedzone/\" \
+             (aws route53 list-hosted-zones --query 'HostedZones[].Id' shows it with the prefix)"
+        );
+    }
+    let ok = zone.starts_with('Z')
+        && (2..=32).contains(&zone.len())
+        && zone
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+    if !ok {
+        bail!("{zone:?} is not a Route53 hosted zone id such as Z0123456789ABCDEFGHIJ");
+    }
+    Ok(())
 }
 
 /// A region name's shape, e.g. `us-west-2` (a typo would otherwise surface as a DNS error).
@@ -466,6 +519,56 @@ mod tests {
         assert!(spec("secret_refresh_seconds = 10").is_ok());
         let e = spec("domain = \"api.example.com\"").unwrap_err();
         assert!(format!("{e:#}").contains("hosted_zone_id"), "{e:#}");
+        for (bad, key) in [
+            ("domain = \"\"\nhosted_zone_id = \"Z123\"", "domain: \"\""),
+            (
+                "domain = \"api..example.com\"\nhosted_zone_id = \"Z123\"",
+                "domain",
+            ),
+            (
+                "domain = \"-api.example.com\"\nhosted_zone_id = \"Z123\"",
+                "domain",
+            ),
+            (
+                "domain = \"api.example.com\"\nhosted_zone_id = \"\"",
+                "hosted_zone_id: \"\"",
+            ),
+            (
+                "domain = \"api.example.com\"\nhosted_zone_id = \"z123\"",
+                "hosted_zone_id",
+            ),
+            (
+                "domain = \"api.example.com\"\nhosted_zone_id = \"/hostedzone/Z123\"",
+                "without \"/hostedzone/\"",
+            ),
+        ] {
+            let e = spec(bad).unwrap_err();
+            assert!(format!("{e:#}").contains(key), "{bad}: {e:#}");
+        }
+        assert!(spec("domain = \"api.example.com\"\nhosted_zone_id = \"Z35SXDOTRQ7X7K\"").is_ok());
+        // The cases localstack/tests/test_terraform_variables.py gives
+        // Terraform and the CloudFormation template's patterns.
+        for good in ["api.example.com", "a-1.b.example.co"] {
+            assert!(check_domain(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "example",
+            "api..example.com",
+            "-api.example.com",
+            "api_x.example.com",
+            "API.example.com",
+            "api.example.com.",
+            "api.example.c0m",
+        ] {
+            assert!(check_domain(bad).is_err(), "{bad}");
+        }
+        for good in ["Z35SXDOTRQ7X7K", "Z1"] {
+            assert!(check_zone_id(good).is_ok(), "{good}");
+        }
+        for bad in ["", "Z", "z123", "A123", "/hostedzone/Z123", "Z123-4"] {
+            assert!(check_zone_id(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
