@@ -53,10 +53,6 @@ pub struct RouteEntry {
     /// The plugins that run for this route, compiled with the snapshot;
     /// empty (and free) for a route without any.
     pub plugins: Chain,
-    /// Where the route and its service are in `entities` (the log
-    /// serializer's `route` and `service`).
-    pub entity: usize,
-    pub service_entity: Option<usize>,
 }
 
 pub struct ServiceEntry {
@@ -140,7 +136,7 @@ impl Snapshot {
             .enumerate()
             .map(|(i, s)| (s.id, i))
             .collect();
-        for (entity, r) in entities.routes.iter().enumerate() {
+        for r in &entities.routes {
             let service = match r.service {
                 // A route of a disabled service is not routed at all.
                 Some(fk) => match services.get(&fk.id) {
@@ -175,8 +171,6 @@ impl Snapshot {
                 https: r.protocols.contains(&Protocol::Https),
                 https_redirect_status_code: r.https_redirect_status_code,
                 plugins: chain,
-                entity,
-                service_entity: r.service.and_then(|s| service_index.get(&s.id).copied()),
             });
             routes.push(r.clone());
         }
