@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::model::{Entities, ForeignKey, Plugin};
+use crate::proxy::body::ProxyBody;
 use crate::schema::{self, Kind, Write};
 
 const ID: &str = "6f9a1b6e-2c55-4c7c-9a7a-1f0a5b8f0c11";
