@@ -28,9 +28,11 @@ recover() is point-in-time recovery: a base backup, restore_command reading the 
 recovery.signal and recovery_target_time, promoted at the target.
 """
 
+import itertools
 import logging
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -120,15 +122,33 @@ def _run(cmd: list[str], what: str, env: dict | None = None, stdin: str | None =
     return out.stdout
 
 
+# Ports for clusters that cannot have their preferred one: below the kernel's
+# ephemeral range (32768 and up), so that no outgoing connection can take one
+# between this check and PostgreSQL's bind, as a port the kernel picked could be
+# (and below the 20000-32000 the gateway's tests use).
+# Handed out in turn from a random start, so two clusters made at once are
+# not given the same one.
+SPARE_PORTS = range(15000, 20000)
+_start = random.randrange(len(SPARE_PORTS))
+_spare = itertools.cycle(itertools.chain(SPARE_PORTS[_start:], SPARE_PORTS[:_start]))
+_spare_lock = threading.Lock()
+
+
+def _next_spare() -> int:
+    with _spare_lock:
+        return next(_spare)
+
+
 def free_port(preferred: int | None = None) -> int:
-    """The preferred loopback port when free, else one the kernel picks."""
-    for port in ([preferred] if preferred else []) + [0]:
+    """The preferred loopback port when free, else a free one of SPARE_PORTS."""
+    spare = (_next_spare() for _ in SPARE_PORTS)
+    for port in itertools.chain([preferred] if preferred else [], spare):
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return s.getsockname()[1]
+            return port
     raise DataError("no free loopback port")
 
 
