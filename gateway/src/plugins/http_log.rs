@@ -43,7 +43,7 @@ struct Target {
 pub struct Config {
     target: Target,
     queue: Queue,
-    sender: OnceLock<Option<mpsc::Sender<Value>>>,
+    sender: OnceLock<Option<mpsc::Sender<Vec<u8>>>>,
 }
 
 fn seconds(f: &mut Fields, q: &mut Map<String, Value>, name: &str, default: f64) -> f64 {
@@ -242,7 +242,11 @@ pub(super) fn log(c: &Config, p: &Pending) {
     let Some(tx) = sender else {
         return;
     };
-    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(p.serialize()) {
+    let entry = p.serialize_line();
+    if entry.is_empty() {
+        return;
+    }
+    if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(entry) {
         tracing::warn!(
             "http-log: the queue for {} is full ({} entries); an entry was dropped",
             c.target.uri,
@@ -253,7 +257,7 @@ pub(super) fn log(c: &Config, p: &Pending) {
 
 /// The queue's consumer: batches, sends, retries; ends when the plugin
 /// instance is gone (its snapshot replaced) and the queue is empty.
-async fn run(target: Target, q: Queue, mut rx: mpsc::Receiver<Value>) {
+async fn run(target: Target, q: Queue, mut rx: mpsc::Receiver<Vec<u8>>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + q.max_coalescing_delay;
@@ -263,13 +267,7 @@ async fn run(target: Target, q: Queue, mut rx: mpsc::Receiver<Value>) {
                 Ok(None) | Err(_) => break,
             }
         }
-        // One entry is sent as an object, several as an array (Kong's).
-        let body = if q.max_batch_size == 1 {
-            batch.pop().unwrap_or(Value::Null).to_string()
-        } else {
-            Value::Array(batch).to_string()
-        };
-        let body = Bytes::from(body);
+        let body = Bytes::from(batch_body(q.max_batch_size, batch));
         let started = tokio::time::Instant::now();
         let mut delay = q.initial_retry_delay;
         loop {
@@ -291,6 +289,24 @@ async fn run(target: Target, q: Queue, mut rx: mpsc::Receiver<Value>) {
             }
         }
     }
+}
+
+/// The request body of a batch of serialized entries: one entry is sent as
+/// an object, several as an array (Kong's), joined without parsing them again.
+fn batch_body(max_batch_size: usize, batch: Vec<Vec<u8>>) -> Vec<u8> {
+    if max_batch_size == 1 {
+        return batch.into_iter().next().unwrap_or_default();
+    }
+    let mut body = Vec::with_capacity(batch.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+    body.push(b'[');
+    for (i, entry) in batch.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(entry);
+    }
+    body.push(b']');
+    body
 }
 
 async fn send(t: &Target, body: Bytes) -> Result<(), String> {
@@ -331,4 +347,20 @@ async fn send(t: &Target, body: Bytes) -> Result<(), String> {
     tokio::time::timeout(t.timeout, work)
         .await
         .map_err(|_| format!("no answer within {:?}", t.timeout))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::batch_body;
+
+    #[test]
+    fn a_batch_is_one_object_or_an_array_of_the_entries() {
+        let entries = || vec![br#"{"a":1}"#.to_vec(), br#"{"b":[2]}"#.to_vec()];
+        assert_eq!(batch_body(1, vec![br#"{"a":1}"#.to_vec()]), br#"{"a":1}"#);
+        let body = batch_body(10, entries());
+        assert_eq!(body, br#"[{"a":1},{"b":[2]}]"#);
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed, serde_json::json!([{"a": 1}, {"b": [2]}]));
+        assert_eq!(batch_body(10, entries()[..1].to_vec()), br#"[{"a":1}]"#);
+    }
 }
