@@ -291,7 +291,7 @@ variable "hosted_zone_id" {
     error_message = "domain and hosted_zone_id go together: give both or neither."
   }
   validation {
-    condition     = var.hosted_zone_id == null || can(regex("^Z[A-Z0-9]{1,31}$", var.hosted_zone_id))
+    condition     = var.hosted_zone_id == null || can(regex("^[A-Z0-9]{1,32}$", var.hosted_zone_id))
     error_message = "hosted_zone_id: a Route53 hosted zone id such as Z0123456789ABCDEFGHIJ, without \"/hostedzone/\"."
   }
 }
