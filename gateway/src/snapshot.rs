@@ -3,16 +3,14 @@
 //! built off the request path and swapped in atomically.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderValue;
 use uuid::Uuid;
 
 use crate::declarative::{format_host_port, split_host_port};
-use crate::model::{
-    Consumer, Entities, PathHandling, Protocol, Service, Target as TargetEntity, Upstream,
-};
+use crate::model::{Entities, PathHandling, Protocol, Service, Target as TargetEntity, Upstream};
 use crate::plugins::{Chain, CompileError, Index as PluginIndex};
 use crate::proxy::balancer::{Balancer, Target};
 use crate::proxy::pool::{PoolKey, Pools};
@@ -29,10 +27,6 @@ pub struct Snapshot {
     pub loaded: bool,
     /// When it was built (Unix seconds).
     pub built_at: u64,
-    /// Where each consumer is in `entities`, made when the log phase first
-    /// asks ([`Snapshot::consumer`]): a node without log plugins never
-    /// builds it.
-    consumer_index: OnceLock<HashMap<Uuid, usize, foldhash::fast::FixedState>>,
 }
 
 fn unix_now() -> u64 {
@@ -86,19 +80,7 @@ impl Snapshot {
             entities: Arc::default(),
             loaded: false,
             built_at: unix_now(),
-            consumer_index: OnceLock::new(),
         }
-    }
-
-    /// A consumer by its id, in one lookup (the log entry's `consumer`).
-    pub fn consumer(&self, id: Uuid) -> Option<&Consumer> {
-        let index = self.consumer_index.get_or_init(|| {
-            let consumers = &self.entities.consumers;
-            let mut index = HashMap::with_capacity_and_hasher(consumers.len(), Default::default());
-            index.extend(consumers.iter().enumerate().map(|(i, c)| (c.id, i)));
-            index
-        });
-        index.get(&id).map(|&i| &self.entities.consumers[i])
     }
 
     /// Parses and compiles declarative text; errors point into the file.
@@ -182,7 +164,6 @@ impl Snapshot {
             entities: Arc::new(entities),
             loaded: true,
             built_at: unix_now(),
-            consumer_index: OnceLock::new(),
         })
     }
 }

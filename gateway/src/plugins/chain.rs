@@ -151,6 +151,12 @@ impl Chain {
         self.logged.as_deref()
     }
 
+    /// Where a consumer is in the snapshot's entities, for a chain that logs
+    /// entries (it keeps the snapshot's directory of consumers).
+    pub fn consumer_entity(&self, id: Uuid) -> Option<usize> {
+        self.directory.as_deref()?.consumer(id).map(|c| c.entity)
+    }
+
     /// The log phase: every log plugin of the chain, for the instance that
     /// applies to the request's consumer. Kong runs it whatever answered, a
     /// plugin's 401 or 429 included.

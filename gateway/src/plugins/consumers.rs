@@ -20,6 +20,8 @@ pub static CONSUMER_GROUPS: HeaderName = HeaderName::from_static("x-consumer-gro
 #[derive(Debug)]
 pub struct Consumer {
     pub id: Uuid,
+    /// Where it is in the snapshot's entities (the log entry's `consumer`).
+    pub entity: usize,
     id_header: HeaderValue,
     username: Option<HeaderValue>,
     custom_id: Option<HeaderValue>,
@@ -75,7 +77,7 @@ impl Directory {
                 .push(a.group.as_str().into());
         }
         let mut d = Directory::default();
-        for c in &e.consumers {
+        for (entity, c) in e.consumers.iter().enumerate() {
             let value =
                 |s: &Option<String>| s.as_deref().and_then(|v| HeaderValue::from_str(v).ok());
             let mut g = groups.remove(&c.id).unwrap_or_default();
@@ -91,6 +93,7 @@ impl Directory {
                 c.id,
                 Consumer {
                     id: c.id,
+                    entity,
                     id_header: HeaderValue::from_str(&c.id.to_string())
                         .expect("a UUID is a header value"),
                     username: value(&c.username),

@@ -125,12 +125,16 @@ impl Pending {
     }
 
     fn entry(&self) -> Entry<'_> {
-        let logged = self
+        let chain = self
             .snapshot
             .routes
             .get(self.route_index)
-            .and_then(|r| r.plugins.logged());
-        let consumer = self.consumer.and_then(|c| self.snapshot.consumer(c));
+            .map(|r| &r.plugins);
+        let logged = chain.and_then(|c| c.logged());
+        let consumer = self
+            .consumer
+            .and_then(|id| chain?.consumer_entity(id))
+            .and_then(|i| self.snapshot.entities.consumers.get(i));
         let querystring = self
             .uri
             .query()

@@ -164,7 +164,8 @@ impl Index {
             instances().any(|p| matches!(p.config, Config::HttpLog(_) | Config::FileLog(_)));
         let has_prometheus = instances().any(|p| matches!(p.config, Config::Prometheus(_)));
         Chain {
-            directory: needs_directory.then(|| self.directory.clone()),
+            // The log entry reads its consumer there too.
+            directory: (needs_directory || logs_headers).then(|| self.directory.clone()),
             slots: list.into_boxed_slice(),
             needs_client,
             has_log,
