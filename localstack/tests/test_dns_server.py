@@ -6,6 +6,7 @@ skipped when moto is not importable.
 """
 
 import os
+import random
 import re
 import socket
 import subprocess
@@ -46,19 +47,25 @@ def balancer_address(dns_name: str) -> str | None:
     return ELB_ADDRESS if dns_name == ELB else None
 
 
+# Ports for the test's DNS server, below the kernel's ephemeral range (32768 and
+# up), where outgoing connections and bind(:0) take theirs: a port handed out here
+# cannot be taken by one of those between the check and the server's bind. Below
+# the kit's own spare ports (15000-19999) too.
+TEST_PORTS = range(13000, 15000)
+_next = iter(random.sample(TEST_PORTS, len(TEST_PORTS)))
+
+
 def free_port() -> int:
-    """A port free on both UDP and TCP."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-            u.bind(("127.0.0.1", 0))
-            port = u.getsockname()[1]
-            with socket.socket() as t:
-                try:
-                    t.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise AssertionError("no free port")
+    """A port free on both UDP and TCP, never handed out twice by this process."""
+    for port in _next:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, socket.socket() as t:
+            try:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port in 13000-14999")
 
 
 class Dig:
