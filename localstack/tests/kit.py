@@ -60,6 +60,21 @@ def cluster_dirs() -> list[str]:
     return sorted(os.listdir(root)) if os.path.isdir(root) else []
 
 
+def cluster_dir_serving(port: int) -> str | None:
+    """The cluster directory whose PostgreSQL listens on port (the fourth line of its
+    postmaster.pid): one DB instance's files, told apart from those of instances that
+    tests running beside this one make and drop meanwhile."""
+    for name in cluster_dirs():
+        try:
+            with open(os.path.join(HOME, "rds", "clusters", name, "data", "postmaster.pid"), encoding="utf-8") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        if len(lines) > 3 and lines[3].strip() == str(port):
+            return name
+    return None
+
+
 def processes() -> dict[int, str]:
     """Every process's command line, by pid (processes that end meanwhile are skipped)."""
     out = {}

@@ -29,6 +29,12 @@ SETS = [
     ("key-auth+rate-limiting",
      "- name: key-auth\n"
      f"- name: rate-limiting\n  config: {{second: {BIG}, policy: local, limit_by: consumer}}\n"),
+    # The same with Kong's hide_client_headers: what the five rate-limit headers
+    # to the client cost, by difference.
+    ("key-auth+rate-limiting+hide_client_headers",
+     "- name: key-auth\n"
+     f"- name: rate-limiting\n  config: {{second: {BIG}, policy: local, limit_by: consumer, "
+     "hide_client_headers: true}\n"),
     ("basic-auth", "- name: basic-auth\n"),
     ("key-auth+acl", "- name: key-auth\n- name: acl\n  config: {allow: [perf]}\n"),
     ("ip-restriction", "- name: ip-restriction\n  config: {allow: [127.0.0.0/8]}\n"),
