@@ -313,12 +313,13 @@ def print_table(result, busy, facts, out):
     if plugins:
         w("\nPlugins: the gateway alone, 1 route, plain HTTP, one plugin set at a time "
           "(tests/perf/gen_plugins.py)\n")
-        w(f"  {'set':<44}{'CPU s per 10k':>14}{'user':>8}{'sys':>8}{'vs none':>10}"
+        width = max(len(n) for n in ["set", *plugins])
+        w(f"  {'set':<{width}}{'CPU s per 10k':>14}{'user':>8}{'sys':>8}{'vs none':>10}"
           f"{'range':>17}{'req/s':>10}{'p99 ms':>9}\n")
         for n, b in plugins.items():
             r, span = b["ratio_cpu_vs_none"], b.get("ratio_cpu_vs_none_range")
             pct = lambda x: fmt((x - 1) * 100, "{:+.1f}%") if x is not None else "-"
-            w(f"  {n:<44}{fmt(b['cpu_s_per_10k'], '{:.4f}'):>14}"
+            w(f"  {n:<{width}}{fmt(b['cpu_s_per_10k'], '{:.4f}'):>14}"
               f"{fmt(b.get('cpu_user_s_per_10k'), '{:.3f}'):>8}{fmt(b.get('cpu_sys_s_per_10k'), '{:.3f}'):>8}"
               f"{pct(r):>10}{(pct(span[0]) + '..' + pct(span[1]) if span else '-'):>17}"
               f"{fmt(b['rps'], '{:.0f}'):>10}{fmt(b['p99_ms'], '{:.2f}'):>9}\n")

@@ -50,12 +50,17 @@ profile_gateway() {
 # a shared machine. Counting starts when the gateway answers (start-up, which
 # differs by set, is left out) and ends when it exits.
 profile_plugin_sets() {
-  local line name headers=() hargs=() h out pid reqs total u per base=""
+  local line name headers=() hargs=() h out pid reqs total u per base="" width=3
   command -v valgrind >/dev/null || ensure_packages valgrind:valgrind
   plugin_sets
   u=$(url gateway http /svc-0/)
   printf '\nInstructions per request under callgrind, %ss of wrk -t1 -c16 per set\n' "$PROFILE_S"
-  printf '  %-44s %12s %10s %9s\n' set instructions "vs none" requests
+  # The set column as wide as the longest set name.
+  for line in "${PLUGIN_SETS[@]}"; do
+    name=${line%%$'\t'*}
+    if [ ${#name} -gt "$width" ]; then width=${#name}; fi
+  done
+  printf '  %-*s %12s %10s %9s\n' "$width" set instructions "vs none" requests
   for line in "${PLUGIN_SETS[@]}"; do
     IFS=$'\t' read -r -a headers <<<"$line"
     name=${headers[0]}
@@ -83,7 +88,7 @@ profile_plugin_sets() {
     total=$(callgrind_annotate "$out" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1}')
     per=$((total / reqs))
     [ -z "$base" ] && base=$per
-    printf '  %-44s %12s %9s%% %9s\n' "$name" "$per" \
+    printf '  %-*s %12s %9s%% %9s\n' "$width" "$name" "$per" \
       "$(python3 -c 'import sys; print(f"{(int(sys.argv[1]) / int(sys.argv[2]) - 1) * 100:+.1f}")' "$per" "$base")" "$reqs"
     fact "profile.plugins.$name" "{\"instructions_per_request\": $per, \"requests\": $reqs}"
   done
